@@ -1,0 +1,1 @@
+"""Correlators: pure deciders that fold calls and SCADA signals into outage incidents."""
