@@ -1,0 +1,1 @@
+"""The `outage` command line: run the service, replay files, print schemas."""

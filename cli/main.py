@@ -1,0 +1,112 @@
+"""`outage`: the one entry point. Wires settings, network, rules and the app together.
+
+outage run                 the service: embedded broker unless OUTAGE_BROKER is set
+outage replay ...          the correlators over a JSONL file, without Kafka
+outage schema              JSON Schema of every inbound and derived event
+outage topology check F    validate network files
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from correlators.correlator import Correlator
+from correlators.replay import replay
+from correlators.rules import CorrelationRules
+from events.codec import EventRejected, decode_inbound, encode, json_schemas
+from topology.load import load_topologies
+from topology.model import TopologyError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="outage", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the service (embedded broker by default)")
+    run.add_argument("--port", type=int, help="HTTP port (default: OUTAGE_WEB_PORT or 8080)")
+
+    rep = commands.add_parser("replay", help="correlate a JSONL file of inbound events offline")
+    rep.add_argument("--topology", action="append", required=True, type=Path, metavar="FILE")
+    rep.add_argument("--events", required=True, type=Path, metavar="FILE.jsonl")
+    rep.add_argument("--out", type=Path, metavar="derived.jsonl")
+    rep.add_argument("--summary", type=Path, metavar="summary.json")
+    rep.add_argument("--rules", type=Path, metavar="rules.toml")
+
+    commands.add_parser("schema", help="print the JSON Schema of every event")
+
+    topo = commands.add_parser("topology", help="network model tools")
+    topo_commands = topo.add_subparsers(dest="topology_command", required=True)
+    check = topo_commands.add_parser("check", help="validate network files")
+    check.add_argument("files", nargs="+", type=Path)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "schema":
+            print(json.dumps(json_schemas(), indent=2))
+            return 0
+        if args.command == "topology":
+            return check_topology(args.files)
+        if args.command == "replay":
+            return run_replay(args)
+        from streams.service import run_service  # imports faust: only when it is needed
+
+        return run_service(port=args.port)
+    except (TopologyError, ValueError, OSError) as error:
+        print(f"outage: {error}", file=sys.stderr)
+        return 2
+
+
+def check_topology(files: list[Path]) -> int:
+    topology = load_topologies(files)
+    kinds: dict[str, int] = {}
+    for node in topology.nodes.values():
+        kinds[node.kind] = kinds.get(node.kind, 0) + 1
+    roots = sorted({topology.root(n) for n in topology.nodes})
+    print(f"{len(topology)} nodes in {len(roots)} correlation domain(s): {', '.join(roots[:10])}")
+    for kind, count in sorted(kinds.items()):
+        print(f"  {kind:16} {count}")
+    return 0
+
+
+def read_events(path: Path, rejected: list[dict[str, Any]]) -> Iterator[Any]:
+    """Inbound events of a JSONL file; a bad line is reported, never fatal."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield decode_inbound(line)
+            except EventRejected as error:
+                rejected.append({"line": number, "reason": error.reason})
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    topology = load_topologies(args.topology)
+    correlator = Correlator(topology, CorrelationRules.load(args.rules))
+    bad_lines: list[dict[str, Any]] = []
+    result = replay(correlator, read_events(args.events, bad_lines))
+    if args.out:
+        with args.out.open("wb") as out:
+            for event in result.derived:
+                out.write(encode(event) + b"\n")
+    summary = result.summary()
+    summary["rejected"] = bad_lines + summary["rejected"]
+    if args.summary:
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    incidents = summary["incidents"]
+    attached = sum(len(i["call_ids"]) for i in incidents if i["state"] != "merged")
+    print(
+        f"{len(result.derived)} derived events, {len(incidents)} incidents, "
+        f"{attached} calls attached, {len(summary['rejected'])} rejected",
+        file=sys.stderr,
+    )
+    for item in summary["rejected"][:20]:
+        print(f"  rejected: {item}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""HTTP API on the worker: ingest for integrators, the agent lookup, incidents for shift leads.
+
+    POST /v1/calls | /v1/scada | /v1/planned-works   validate, route, publish -> 202 {event_id}
+    GET  /v1/outages?premise=|building=|address=     is there a known fault at this place?
+    GET  /v1/calls/{event_id}                         what became of a call
+    GET  /v1/incidents, /v1/incidents/{id}            active incidents; one with its timeline
+    GET  /health                                      liveness and counters
+
+Every rejection is a 4xx whose JSON body says why; nothing a client sends reaches a 5xx.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from faust.web import Request, Response, View
+
+from correlators.routing import Unroutable, route
+from events.codec import MAX_EVENT_BYTES, EventRejected, decode_inbound
+from projections.incidents import IncidentView, agent_sentence
+from topology.model import UnresolvedLocation
+
+if TYPE_CHECKING:
+    from streams.app import Service
+
+log = structlog.get_logger("outage.http")
+
+ENDPOINT_TYPES = {
+    "calls": {"call_reported"},
+    "scada": {"scada_signal"},
+    "planned-works": {"planned_work_scheduled", "planned_work_cancelled"},
+}
+
+
+def incident_json(view: IncidentView, *, timeline: bool = False) -> dict[str, Any]:
+    body = view.model_dump(mode="json", exclude={"timeline"} if not timeline else set())
+    body["calls"] = len(view.call_ids)
+    return body
+
+
+def register(service: Service) -> None:
+    app = service.app
+    topology = service.correlator.topology
+
+    def problem(view: View, status: int, reason: str, **extra: Any) -> Response:
+        return view.json({"error": reason, **extra}, status=status)
+
+    async def accept(view: View, request: Request, endpoint: str) -> Response:
+        raw = request  # faust's aiohttp driver hands us aiohttp's request
+        if (raw.content_length or 0) > MAX_EVENT_BYTES:
+            return problem(view, 413, f"body over {MAX_EVENT_BYTES} bytes")
+        body = await raw.content.read(MAX_EVENT_BYTES + 1)
+        if len(body) > MAX_EVENT_BYTES:
+            return problem(view, 413, f"body over {MAX_EVENT_BYTES} bytes")
+        try:
+            event = decode_inbound(body)
+        except EventRejected as error:
+            return problem(view, 400, error.reason)
+        if event.type not in ENDPOINT_TYPES[endpoint]:
+            expected = " or ".join(sorted(ENDPOINT_TYPES[endpoint]))
+            return problem(view, 400, f"/v1/{endpoint} takes {expected}, not {event.type}")
+        try:
+            routed = route(topology, event)
+        except Unroutable as error:
+            return problem(view, 422, error.reason, suggestions=error.suggestions)
+        event = event.model_copy(update={"recorded_at": datetime.now(UTC)})
+        await service.publish_inbound(event, key=routed[0].domain)
+        first = routed[0]
+        return view.json(
+            {
+                "event_id": event.event_id,
+                "status": "accepted",
+                "domain": first.domain,
+                "node_id": first.node_id,
+                "resolved_by": first.resolved_by,
+            },
+            status=202,
+        )
+
+    def guarded(handler: Any) -> Any:
+        """A bug must answer 500 with a reference, never a stack trace, and stay logged."""
+
+        async def run(self: View, request: Request, **kwargs: Any) -> Response:
+            try:
+                response: Response = await handler(self, request, **kwargs)
+                return response
+            except Exception:
+                log.exception("http.failed", path=str(request.url.path))
+                return problem(self, 500, "internal error; the service log has the details")
+
+        return run
+
+    @app.page("/v1/calls")
+    class Calls(View):
+        @guarded
+        async def post(self, request: Request) -> Response:
+            return await accept(self, request, "calls")
+
+    @app.page("/v1/scada")
+    class Scada(View):
+        @guarded
+        async def post(self, request: Request) -> Response:
+            return await accept(self, request, "scada")
+
+    @app.page("/v1/planned-works")
+    class PlannedWorks(View):
+        @guarded
+        async def post(self, request: Request) -> Response:
+            return await accept(self, request, "planned-works")
+
+    @app.page("/v1/outages")
+    class Outages(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            query = request.query  # type: ignore[attr-defined]
+            premise, building = query.get("premise"), query.get("building")
+            address = query.get("address")
+            if not (premise or building or address):
+                return problem(self, 400, "give one of premise=, building= or address=")
+            try:
+                found = topology.resolve(premise_id=premise, building_id=building, address=address)
+            except UnresolvedLocation as error:
+                suggestions = [s.model_dump() for s in error.suggestions]
+                return problem(self, 404, error.reason, suggestions=suggestions)
+            path = topology.path(found.node_id)
+            view = service.book.covering(path)
+            return self.json(
+                {
+                    "status": "known_fault" if view else "no_known_fault",
+                    "node_id": found.node_id,
+                    "resolved_by": found.how,
+                    "path": list(path),
+                    "incident": incident_json(view) if view else None,
+                    "sentence": agent_sentence(view, service.settings.timezone),
+                }
+            )
+
+    @app.page("/v1/calls/{event_id}")
+    class CallOutcome(View):
+        @guarded
+        async def get(self, request: Request, event_id: str) -> Response:
+            outcome = service.book.call_outcomes.get(event_id)
+            if outcome is None:
+                return problem(self, 404, f"no outcome known yet for call {event_id!r}")
+            joined = outcome not in ("pending", "individual")
+            return self.json(
+                {
+                    "event_id": event_id,
+                    "outcome": "joined_incident" if joined else outcome,
+                    "incident_id": outcome if joined else None,
+                }
+            )
+
+    @app.page("/v1/incidents")
+    class Incidents(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            active = service.book.active()
+            return self.json({"incidents": [incident_json(v) for v in active]})
+
+    @app.page("/v1/incidents/{incident_id}")
+    class Incident(View):
+        @guarded
+        async def get(self, request: Request, incident_id: str) -> Response:
+            view = service.book.incidents.get(incident_id)
+            if view is None:
+                return problem(self, 404, f"no incident {incident_id!r}")
+            return self.json(incident_json(view, timeline=True))
+
+    @app.page("/health")
+    class Health(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            return self.json(
+                {
+                    "status": "ok",
+                    "network_nodes": len(topology),
+                    "incidents_active": len(service.book.active()),
+                    "counters": service.counters,
+                }
+            )

@@ -1,0 +1,44 @@
+"""Service configuration: one pydantic-settings class, read from OUTAGE_* environment variables.
+
+Every variable is listed in the README. Defaults give the embedded mode `make run` starts:
+Tansu on loopback, the two sample networks, the HTTP API on 127.0.0.1:8080.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from topology.samples import HEAT_CSV, POWER_CSV
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTAGE_", extra="ignore")
+
+    broker: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port,...). Unset: start the embedded Tansu.",
+    )
+    broker_storage: str = Field(
+        default="memory://tansu/", description="Storage URL of the embedded broker."
+    )
+    broker_port: int = Field(default=0, description="Port of the embedded broker (0: any free).")
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    topology: list[Path] = Field(
+        default=[HEAT_CSV, POWER_CSV],
+        description="Network model files (CSV or JSONL), comma-separated in the environment.",
+    )
+    rules: Path | None = Field(
+        default=None, description="Correlation rules TOML overriding defaults."
+    )
+    partitions: int = Field(default=4, ge=1, description="Partitions of every topic.")
+    tick_seconds: float = Field(
+        default=2.0, gt=0, description="How often timers advance correlation time (staleness...)."
+    )
+    data_dir: Path = Field(default=Path("var"), description="Worker state (faust tables).")
+    app_id: str = "outage-correlator"
+    timezone: str = Field(default="UTC", description="Zone of times in sentences read to callers.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
