@@ -24,6 +24,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    type: str  # each concrete event narrows this to its Literal name
     event_id: EventId
     occurred_at: UtcDatetime = Field(description="Event time: when it happened in the world.")
     correlation_id: str | None = Field(

@@ -213,7 +213,7 @@ class IncidentBook:
         view.timeline.append(
             TimelineEntry(
                 at=event.occurred_at,
-                type=getattr(event, "type", "event"),
+                type=event.type,
                 summary=summary,
                 event_id=event.event_id,
             )

@@ -74,7 +74,7 @@ class Service:
 def create_app(settings: Settings, correlator: Correlator) -> Service:
     app = faust.App(
         settings.app_id,
-        broker=settings.broker,
+        broker=settings.broker_urls,
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         web_host=settings.web_host,

@@ -12,9 +12,10 @@ Every rejection is a 4xx whose JSON body says why; nothing a client sends reache
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
+from aiohttp import web
 from faust.web import Request, Response, View
 
 from correlators.routing import Unroutable, route
@@ -48,7 +49,7 @@ def register(service: Service) -> None:
         return view.json({"error": reason, **extra}, status=status)
 
     async def accept(view: View, request: Request, endpoint: str) -> Response:
-        raw = request  # faust's aiohttp driver hands us aiohttp's request
+        raw = cast(web.Request, request)  # faust's aiohttp driver passes aiohttp's request
         if (raw.content_length or 0) > MAX_EVENT_BYTES:
             return problem(view, 413, f"body over {MAX_EVENT_BYTES} bytes")
         body = await raw.content.read(MAX_EVENT_BYTES + 1)
@@ -114,7 +115,7 @@ def register(service: Service) -> None:
     class Outages(View):
         @guarded
         async def get(self, request: Request) -> Response:
-            query = request.query  # type: ignore[attr-defined]
+            query = cast(web.Request, request).query
             premise, building = query.get("premise"), query.get("building")
             address = query.get("address")
             if not (premise or building or address):

@@ -59,7 +59,7 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
     if settings.broker is None:
         broker = EmbeddedBroker(port=settings.broker_port or None, storage=settings.broker_storage)
         broker.start()
-        settings = settings.model_copy(update={"broker": broker.url})
+        settings = settings.model_copy(update={"broker": broker.bootstrap})
     log.info("service.starting", broker=settings.broker, nodes=len(topology))
     try:
         service = create_app(settings, correlator)

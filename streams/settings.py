@@ -42,3 +42,9 @@ class Settings(BaseSettings):
     timezone: str = Field(default="UTC", description="Zone of times in sentences read to callers.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """faust's form of `broker`: 'h1:9092,h2:9092' -> ['kafka://h1:9092', 'kafka://h2:9092']."""
+        hosts = [h.strip() for h in (self.broker or "").split(",") if h.strip()]
+        return [h if "://" in h else f"kafka://{h}" for h in hosts]

@@ -1,0 +1,157 @@
+"""End to end through a real Tansu broker and a real faust worker, over real HTTP."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.broker import EmbeddedBroker
+from tests.integration.conftest import Worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+BUILDING = "B-FDR1-T1-F2-3"  # 212 West 133rd Street, premises -1..-4, on feeder FDR-1
+NEIGHBOUR = "P-FDR1-T1-F2-B3-4"
+FEEDER = "FDR-2"
+UNDER_FEEDER = "P-FDR2-T3-F1-B2-1"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def call(premise: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "call_reported",
+        "schema_version": 1,
+        "event_id": f"call-{uuid.uuid4()}",
+        "occurred_at": now(),
+        "utility": "power",
+        "premise_id": premise,
+        "symptom": "no_power",
+        **extra,
+    }
+
+
+def signal(device: str, name: str) -> dict[str, Any]:
+    return {
+        "type": "scada_signal",
+        "schema_version": 1,
+        "event_id": f"scada-{uuid.uuid4()}",
+        "occurred_at": now(),
+        "device_id": device,
+        "signal": name,
+        "quality": "good",
+    }
+
+
+def lookup(worker: Worker, premise: str) -> dict[str, Any]:
+    status, body = worker.get(f"/v1/outages?premise={premise}")
+    assert status == 200, body
+    return body
+
+
+def test_calls_from_several_flats_make_a_known_fault_for_the_neighbour(worker: Worker) -> None:
+    """Three flats of one building calling over HTTP make the lookup say 'known fault' next door."""
+    assert lookup(worker, NEIGHBOUR)["status"] == "no_known_fault"
+    ids = []
+    for n in (1, 2, 3):
+        body = call(f"P-FDR1-T1-F2-B3-{n}", caller=f"+1 212 555 01{n:02}")
+        status, answer = worker.post("/v1/calls", body)
+        assert status == 202, answer
+        assert answer["event_id"] == body["event_id"]
+        ids.append(body["event_id"])
+
+    answer = wait_for(lambda: (a := lookup(worker, NEIGHBOUR))["status"] == "known_fault" and a)
+    incident = answer["incident"]
+    assert incident["device_id"] == BUILDING
+    assert sorted(incident["call_ids"]) == sorted(ids)
+    assert "known" in answer["sentence"]
+    status, outcome = worker.get(f"/v1/calls/{ids[0]}")
+    assert status == 200 and outcome["incident_id"] == incident["incident_id"]
+    status, detail = worker.get(f"/v1/incidents/{incident['incident_id']}")
+    assert status == 200
+    assert detail["timeline"][0]["type"] == "incident_opened"
+
+
+def test_scada_trip_confirms_before_any_call_and_closing_restores(worker: Worker) -> None:
+    """A feeder breaker trip makes a confirmed incident covering its premises; closing restores."""
+    assert lookup(worker, UNDER_FEEDER)["status"] == "no_known_fault"
+    status, _ = worker.post("/v1/scada", signal(FEEDER, "breaker_open"))
+    assert status == 202
+    answer = wait_for(lambda: (a := lookup(worker, UNDER_FEEDER))["status"] == "known_fault" and a)
+    incident = answer["incident"]
+    assert (incident["device_id"], incident["state"]) == (FEEDER, "confirmed")
+    assert incident["call_ids"] == []
+
+    status, _ = worker.post("/v1/scada", signal(FEEDER, "breaker_closed"))
+    assert status == 202
+    wait_for(lambda: lookup(worker, UNDER_FEEDER)["status"] == "no_known_fault")
+    status, detail = worker.get(f"/v1/incidents/{incident['incident_id']}")
+    assert detail["state"] == "restored"
+
+
+def test_bad_input_gets_clear_4xx_and_the_worker_keeps_going(worker: Worker) -> None:
+    """Malformed JSON, unknown premise, unknown version: 4xx with the reason; work goes on."""
+    status, body = worker.post("/v1/calls", raw=b'{"type": "call_reported",')
+    assert status == 400 and "malformed JSON" in body["error"]
+
+    status, body = worker.post("/v1/calls", call("P-NOWHERE-1"))
+    assert status == 422 and "unknown premise 'P-NOWHERE-1'" in body["error"]
+
+    status, body = worker.post("/v1/calls", {**call(NEIGHBOUR), "schema_version": 7})
+    assert status == 400 and "unsupported schema_version 7" in body["error"]
+
+    status, body = worker.post("/v1/scada", call(NEIGHBOUR))
+    assert status == 400 and "scada_signal" in body["error"]
+
+    status, body = worker.get("/v1/outages")
+    assert status == 400
+
+    # Still working: a fresh building fault on another feeder is still recognised.
+    for n in (1, 2, 3):
+        status, _ = worker.post("/v1/calls", call(f"P-FDR3-T4-F2-B1-{n}"))
+        assert status == 202
+    wait_for(lambda: lookup(worker, "P-FDR3-T4-F2-B1-4")["status"] == "known_fault")
+
+
+def test_bad_messages_on_the_topic_go_to_dead_letter_with_the_reason(
+    broker: EmbeddedBroker, worker: Worker
+) -> None:
+    """Garbage written straight to the calls topic lands on dead-letter with why; work goes on."""
+
+    async def produce_and_read() -> list[dict[str, Any]]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait("calls", b"not json at all")
+            unknown = json.dumps(call("P-NOWHERE-2")).encode()
+            await producer.send_and_wait("calls", unknown)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            "dead-letter", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        found: list[dict[str, Any]] = []
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(found) < 2 and asyncio.get_running_loop().time() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    found += [json.loads(r.value) for r in records]
+        finally:
+            await consumer.stop()
+        return found
+
+    letters = asyncio.run(produce_and_read())
+    reasons = [letter["reason"] for letter in letters]
+    assert any(r.startswith("malformed JSON") for r in reasons), reasons
+    assert any("unknown premise 'P-NOWHERE-2'" in r for r in reasons), reasons
+    assert worker.get("/health")[1]["counters"]["dead_letter"] >= 2
+    status, _ = worker.post("/v1/calls", call(NEIGHBOUR))
+    assert status == 202
