@@ -174,24 +174,21 @@ class Correlator:
                     (stale_at, stale.event_id, [stale, self._alert(stale, incident, summary)])
                 )
         for work in state.planned.values():
-            if not work.incident_ids and work.starts_at <= now < work.ends_at:
+            if not work.incident_ids and work.starts_at <= now:
+                # Open even when the whole window passed between two timer runs: how often
+                # time is looked at (tick cadence, arrival order) must not change the incidents.
                 events = [self._open_planned(state, work, device) for device in work.device_ids]
                 due.append((work.starts_at, work.work_id, list(events)))
-            elif not work.incident_ids and work.ends_at <= now:
-                # Its whole window passed between two events: nothing was out for anyone.
-                expired = PlannedWorkWithdrawn(
-                    event_id=f"work/{work.work_id}/{state.domain}/expired",
-                    occurred_at=work.ends_at,
-                    domain=state.domain,
-                    work_id=work.work_id,
-                )
-                due.append((work.ends_at, work.work_id, [expired]))
-            elif work.incident_ids and work.ends_at <= now:
+                still_out = {event.device_id: event.incident_id for event in events}
+            else:
+                # One SCADA already restored is not restored again.
+                still_out = {d: i for d, i in work.incident_ids.items() if i in state.incidents}
+            if still_out and work.ends_at <= now:
                 ends: list[DerivedBase] = [
                     self._restored(
                         state.domain, incident_id, device, "planned work ended", work.ends_at
                     )
-                    for device, incident_id in sorted(work.incident_ids.items())
+                    for device, incident_id in sorted(still_out.items())
                 ]
                 due.append((work.ends_at, work.work_id, ends))
         due.sort(key=lambda entry: (entry[0], entry[1]))
@@ -266,10 +263,9 @@ class Correlator:
                         at,
                         causation=signal.event_id,
                     )
-                    out += [
-                        restored,
-                        self._alert(restored, incident, f"restored ({signal.signal})"),
-                    ]
+                    out.append(restored)
+                    if not incident.planned:  # planned works never page
+                        out.append(self._alert(restored, incident, f"restored ({signal.signal})"))
             return out
         if signal.signal not in FAULT_SIGNALS:
             return []
@@ -759,7 +755,10 @@ class Correlator:
                 restored = state.incidents.pop(event.incident_id, None)
                 if restored is not None and restored.work_id in state.planned:
                     work = state.planned[restored.work_id]
-                    if work.ends_at <= event.occurred_at:
+                    # Done at its end, or earlier once SCADA restored every device it took out
+                    # (else its timer would restore the same incidents again and again).
+                    still_out = [i for i in work.incident_ids.values() if i in state.incidents]
+                    if work.ends_at <= event.occurred_at or not still_out:
                         del state.planned[restored.work_id]
             case IncidentStale():
                 incident = state.incidents[event.incident_id]

@@ -49,6 +49,7 @@ class Service:
     counters: dict[str, int] = field(default_factory=dict)
     topics: dict[str, Any] = field(default_factory=dict)
     table: Any = None
+    ready: bool = False  # set once the worker has joined its group and recovered its tables
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

@@ -5,6 +5,7 @@
     GET  /v1/calls/{event_id}                         what became of a call
     GET  /v1/incidents, /v1/incidents/{id}            active incidents; one with its timeline
     GET  /health                                      liveness and counters
+    GET  /ready                                       200 once started, 503 before
 
 Every rejection is a 4xx whose JSON body says why; nothing a client sends reaches a 5xx.
 """
@@ -177,8 +178,16 @@ def register(service: Service) -> None:
             return self.json(
                 {
                     "status": "ok",
+                    "ready": service.ready,
                     "network_nodes": len(topology),
                     "incidents_active": len(service.book.active()),
                     "counters": service.counters,
                 }
             )
+
+    @app.page("/ready")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            if service.ready:
+                return self.json({"ready": True})
+            return problem(self, 503, "starting: joining the consumer group, recovering state")

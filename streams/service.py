@@ -12,7 +12,7 @@ import structlog
 from correlators.correlator import Correlator
 from correlators.rules import CorrelationRules
 from streams import logs
-from streams.app import create_app
+from streams.app import Service, create_app
 from streams.broker import EmbeddedBroker
 from streams.settings import Settings
 from topology.load import load_topologies
@@ -24,9 +24,12 @@ class _Worker(faust.Worker):
     """A faust worker that says where to reach the service once it is ready."""
 
     banner_text = ""
+    service: Service | None = None
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        if self.service is not None:
+            self.service.ready = True
         print(self.banner_text, file=sys.stderr, flush=True)
 
 
@@ -65,6 +68,7 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
         service = create_app(settings, correlator)
         worker: Any = _Worker(service.app, loglevel="WARNING", quiet=True, override_logging=False)
         worker.banner_text = banner(settings, str(settings.broker))
+        worker.service = service
         worker.execute_from_commandline()
     finally:
         if broker is not None:

@@ -97,7 +97,7 @@ def start_worker(broker: EmbeddedBroker, workdir: Path, **env: str) -> Worker:
         if process.poll() is not None:
             raise AssertionError(f"worker exited early:\n{log.read_text()[-3000:]}")
         try:
-            return worker.get("/health")[0] == 200
+            return worker.get("/ready")[0] == 200
         except OSError:
             return False
 

@@ -20,7 +20,13 @@ from correlators.replay import replay
 from correlators.routing import Inbound, route
 from correlators.rules import CorrelationRules
 from correlators.state import DomainState
-from events import CallReported, PlannedWorkCancelled, PlannedWorkScheduled, ScadaSignal
+from events import (
+    CallReported,
+    PlannedWorkCancelled,
+    PlannedWorkScheduled,
+    ScadaSignal,
+    Tick,
+)
 from events.derived import DerivedBase
 from projections.incidents import IncidentBook
 from topology import Topology, load_topology
@@ -89,7 +95,7 @@ def a_work(draw: st.DrawFn, event_id: str, when: datetime) -> PlannedWorkSchedul
         work_id=draw(st.sampled_from(["W-1", "W-2"])),
         device_ids=tuple(draw(st.lists(st.sampled_from(DEVICES), min_size=1, max_size=2))),
         starts_at=starts,
-        ends_at=starts + timedelta(seconds=draw(st.integers(60, 7200))),
+        ends_at=starts + timedelta(seconds=draw(st.integers(30, 300) | st.integers(300, 7200))),
     )
 
 
@@ -165,6 +171,32 @@ def test_state_json_round_trip_mid_stream_changes_nothing(
     restarts = data.draw(st.sets(st.integers(0, len(events) - 1), min_size=1, max_size=4))
     correlator = Correlator(POWER, rules)
     assert incremental(correlator, events, restarts) == replay(correlator, events).derived
+
+
+@PROPERTY
+@given(storms(), st.sampled_from([RULES, LATE_RULES]), st.data())
+def test_ticks_between_events_change_nothing(
+    events: list[Inbound], rules: CorrelationRules, data: st.DataObject
+) -> None:
+    """Live ticks between events (any cadence) decide what a replay without ticks decides."""
+    correlator = Correlator(POWER, rules)
+    states: dict[str, DomainState] = {}
+    out: list[DerivedBase] = []
+    previous = T0
+    for event in events:
+        gap = int((event.occurred_at - previous).total_seconds())
+        offsets = data.draw(st.lists(st.integers(0, max(gap - 1, 0)), max_size=3, unique=True))
+        for offset in sorted(offsets):
+            for domain, state in states.items():
+                now = previous + timedelta(seconds=offset)
+                out += correlator.handle(state, Tick(domain=domain, occurred_at=now))
+        for routed in route(POWER, event):
+            state = states.setdefault(routed.domain, correlator.initial_state(routed.domain))
+            out += correlator.handle(state, routed)
+        previous = event.occurred_at
+    for domain in sorted(states):
+        out += correlator.flush(states[domain])
+    assert out == replay(correlator, events).derived
 
 
 @PROPERTY
