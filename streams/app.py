@@ -48,7 +48,9 @@ class Service:
     states: dict[str, DomainState] = field(default_factory=dict)  # parsed cache of the table
     counters: dict[str, int] = field(default_factory=dict)
     topics: dict[str, Any] = field(default_factory=dict)
-    table: Any = None
+    table: Any = None  # domain -> DomainState snapshot (JSON, without the dedupe ids)
+    seen_table: Any = None  # "domain\x00event id" -> event time: the dedupe ids, one entry each
+    recovered: bool = False
     ready: bool = False  # set once the worker has joined its group and recovered its tables
 
     def count(self, name: str, n: int = 1) -> None:
@@ -116,6 +118,13 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         partitions=settings.partitions,
     )
     service.table = table
+    service.seen_table = app.Table(
+        "seen-events",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
 
     @app.agent(calls, name="ingest-calls")
     async def ingest_calls(stream: Any) -> None:
@@ -194,26 +203,54 @@ async def correlate_one(service: Service, payload: bytes | None) -> None:
         return
     domain = item.domain
     try:
-        state = service.states.get(domain) or load_state(service, domain)
+        if not service.recovered:
+            recover_states(service)
+        state = service.states.get(domain) or service.correlator.initial_state(domain)
         service.states[domain] = state
+        new_id = (
+            item.event_id if isinstance(item, Routed) and item.event_id not in state.seen else None
+        )
+        seen_before = state.seen
         derived = service.correlator.handle(state, item)
     except Exception as error:
-        # Keep the worker going; the state may be half-updated, so reload it from the table.
-        service.states.pop(domain, None)
+        # Keep the worker going; the cached state may be half-updated: reload from the tables.
+        service.recovered = False
+        service.states.clear()
         log.exception("correlate.failed", domain=domain)
         await service.dead_letter("correlate", payload, f"internal error: {type(error).__name__}")
         return
     # Publish before saving the state: after a crash in between, the event is redelivered,
     # decided again with the same ids, and consumers drop the copies.
     await publish_derived(service, derived)
-    service.table[domain.encode()] = state.model_dump_json().encode()
+    save_state(service, state, new_id, seen_before)
 
 
-def load_state(service: Service, domain: str) -> DomainState:
-    stored = service.table.get(domain.encode())
-    if stored:
-        return DomainState.model_validate_json(stored)
-    return service.correlator.initial_state(domain)
+def save_state(
+    service: Service, state: DomainState, new_id: str | None, seen_before: dict[str, Any]
+) -> None:
+    """Write what changed: the snapshot of active state, the new dedupe id, pruned ids."""
+    prefix = state.domain.encode() + b"\x00"
+    if new_id is not None:
+        service.seen_table[prefix + new_id.encode()] = state.seen[new_id].isoformat().encode()
+    if state.seen is not seen_before:  # the correlator pruned ids past the dedupe horizon
+        for event_id in seen_before.keys() - state.seen.keys():
+            service.seen_table.pop(prefix + event_id.encode(), None)
+    service.table[state.domain.encode()] = state.model_dump_json(exclude={"seen"}).encode()
+
+
+def recover_states(service: Service) -> None:
+    """Rebuild every domain's state from the tables (after a start or a failed event)."""
+    states: dict[str, DomainState] = {}
+    for key, value in service.table.items():
+        state = DomainState.model_validate_json(value)
+        states[key.decode()] = state
+    for key, value in service.seen_table.items():
+        domain, _, event_id = key.decode().partition("\x00")
+        if domain in states:
+            states[domain].seen[event_id] = datetime.fromisoformat(value.decode())
+    service.states = states
+    service.recovered = True
+    log.info("state.recovered", domains=len(states))
 
 
 async def publish_derived(service: Service, derived: list[DerivedBase]) -> None:
