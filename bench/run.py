@@ -168,7 +168,9 @@ def main() -> None:
     topology = load_topology(POWER_CSV)
     correlator = Correlator(topology, CorrelationRules.load())
     events = storm(topology, waves=args.waves)
-    print(f"storm: {len(events)} inbound events on the sample power network ({len(topology)} nodes)")
+    print(
+        f"storm: {len(events)} inbound events on the sample power network ({len(topology)} nodes)"
+    )
 
     figures: dict[str, Any] = {"events": len(events)}
     figures["in_process"] = in_process(correlator, events)
@@ -188,13 +190,18 @@ def main() -> None:
 
     inp, raw, worker = figures["in_process"], figures["raw_broker"], figures["worker"]
     print(f"{'correlator in-process':38} {inp['events_per_s']:>10,.0f} events/s")
-    print(f"{'  with state saved per event':38} {inp['events_per_s_with_state_save']:>10,.0f} events/s")
+    print(
+        f"{'  with state saved per event':38} "
+        f"{inp['events_per_s_with_state_save']:>10,.0f} events/s"
+    )
     print(f"{'broker raw produce':38} {raw['produce_per_s']:>10,.0f} msg/s")
     print(f"{'broker raw consume':38} {raw['consume_per_s']:>10,.0f} msg/s")
     print(f"{'broker + worker, end to end':38} {worker['events_per_s']:>10,.0f} events/s")
     print(f"{'  derived events (live / replay)':38} {worker['derived']:>10} / {inp['derived']}")
-    print(f"{'agent lookup over HTTP, p50 / p99':38} "
-          f"{figures['lookup']['p50_ms']:>7.2f} / {figures['lookup']['p99_ms']:.2f} ms")
+    print(
+        f"{'agent lookup over HTTP, p50 / p99':38} "
+        f"{figures['lookup']['p50_ms']:>7.2f} / {figures['lookup']['p99_ms']:.2f} ms"
+    )
     ratios = {
         "worker / raw produce": worker["events_per_s"] / raw["produce_per_s"],
         "worker / raw consume": worker["events_per_s"] / raw["consume_per_s"],

@@ -43,7 +43,9 @@ def storm(
         for n in range(3):
             at = begins + timedelta(seconds=rng.uniform(0, 2400))
             events.append(_call(f"w{wave}-noise{n}", at, rng.choice(premises), rng))
-        events.append(_signal(f"w{wave}-close", begins + timedelta(minutes=40), device, "breaker_closed"))
+        events.append(
+            _signal(f"w{wave}-close", begins + timedelta(minutes=40), device, "breaker_closed")
+        )
     return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
 
 
@@ -57,12 +59,15 @@ def _call(event_id: str, at: datetime, premise: str, rng: random.Random) -> Call
         premise_id=premise,
         caller=f"+1555{rng.randrange(10**7):07d}",
         symptom="no_power",
-        scope=scope,  # type: ignore[arg-type]  # a Literal picked at random
+        scope=scope,
         tags=tags,
     )
 
 
 def _signal(event_id: str, at: datetime, device: str, name: str) -> ScadaSignal:
     return ScadaSignal(
-        event_id=event_id, occurred_at=at, device_id=device, signal=name  # type: ignore[arg-type]
+        event_id=event_id,
+        occurred_at=at,
+        device_id=device,
+        signal=name,
     )

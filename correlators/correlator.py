@@ -717,7 +717,6 @@ class Correlator:
                 state.incidents[event.incident_id] = incident.model_copy(
                     update={
                         "reporters": reporters,
-                        "call_ids": (*incident.call_ids, event.call_id),
                         "last_report_at": max(incident.last_report_at, event.occurred_at),
                         "phase": "suspected" if incident.phase == "stale" else incident.phase,
                     }
@@ -739,17 +738,15 @@ class Correlator:
             case IncidentsMerged():
                 survivor = state.incidents[event.incident_id]
                 merged_reporters = list(survivor.reporters)
-                merged_calls = list(survivor.call_ids)
                 for merged_id in event.merged_ids:
                     merged = state.incidents.pop(merged_id)
                     merged_reporters += [r for r in merged.reporters if r not in merged_reporters]
-                    merged_calls += merged.call_ids
                     if merged.phase == "confirmed" and survivor.phase != "confirmed":
                         survivor = survivor.model_copy(
                             update={"phase": "confirmed", "confirmed_by": merged.confirmed_by}
                         )
                 state.incidents[event.incident_id] = survivor.model_copy(
-                    update={"reporters": tuple(merged_reporters), "call_ids": tuple(merged_calls)}
+                    update={"reporters": tuple(merged_reporters)}
                 )
             case IncidentRestored():
                 restored = state.incidents.pop(event.incident_id, None)

@@ -44,8 +44,7 @@ class Incident(BaseModel):
     planned: bool = False
     work_id: str | None = None
     confirmed_by: str | None = None
-    reporters: tuple[str, ...] = ()
-    call_ids: tuple[str, ...] = ()
+    reporters: tuple[str, ...] = ()  # distinct reporters; the read model keeps the call ids
 
 
 class PlannedWork(BaseModel):
@@ -68,7 +67,10 @@ class DomainState(BaseModel):
     clock: datetime | None = None  # correlation time: how far timers have been run
     watermark: datetime | None = None  # the latest event time seen
     held: list[Routed] = []  # events waiting for the lateness bound, in event-time order
-    seen: dict[str, datetime] = {}  # accepted event ids -> event time, for de-duplication
+    # Accepted event ids -> event time, for de-duplication. The stream layer stores these
+    # one table entry each, apart from the snapshot, so saving a domain costs what is active
+    # in it now, not its whole history.
+    seen: dict[str, datetime] = {}
     pending: dict[str, PendingCall] = {}
     incidents: dict[str, Incident] = {}  # open ones only: suspected, confirmed or stale
     planned: dict[str, PlannedWork] = {}

@@ -50,6 +50,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
             mask_personal_data,
             renderer,
         ],

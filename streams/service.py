@@ -69,6 +69,7 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
         worker: Any = _Worker(service.app, loglevel="WARNING", quiet=True, override_logging=False)
         worker.banner_text = banner(settings, str(settings.broker))
         worker.service = service
+        worker.spinner = None  # its terminal escape codes would end up in log files
         worker.execute_from_commandline()
     finally:
         if broker is not None:

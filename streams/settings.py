@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     rules: Path | None = Field(
         default=None, description="Correlation rules TOML overriding defaults."
     )
+    tansu_workarounds: bool = Field(
+        default=True,
+        description="Work around Tansu 0.6 (one record per produce); false on Apache Kafka.",
+    )
     partitions: int = Field(default=4, ge=1, description="Partitions of every topic.")
     tick_seconds: float = Field(
         default=2.0, gt=0, description="How often timers advance correlation time (staleness...)."

@@ -129,7 +129,7 @@ class Outcome:
         return self.before + self.derived
 
 
-class given:  # noqa: N801 - reads as the first word of a given/when/then sentence
+class given:  # lower case: reads as the first word of a given/when/then sentence
     """The events that already happened, and the rules they were correlated with."""
 
     def __init__(self, *events: Item, rules: CorrelationRules | None = None) -> None:
@@ -178,6 +178,10 @@ def fuse_incident(start: float = 0) -> list[Item]:
         call("c2", start + 1, flat(2, 1)),
         call("c3", start + 2, flat(3, 1)),
     ]
+
+
+def first_opened(events: Sequence[DerivedBase]) -> IncidentOpened:
+    return next(e for e in events if isinstance(e, IncidentOpened))
 
 
 def attached_ids(events: Sequence[DerivedBase], incident_id: str) -> list[str]:
@@ -352,7 +356,7 @@ def test_incident_rolls_up_keeping_its_id() -> None:
     """A report from a sibling building moves the building incident up to the fuse, same id."""
     outcome = given(*building_incident()).when(call("c4", 5, flat(1, 1)))
     outcome.then("incident_escalated", "alert_raised", "call_attached")
-    original = [e for e in outcome.before if isinstance(e, IncidentOpened)][0]
+    original = first_opened(outcome.before)
     escalated = outcome.one(IncidentEscalated)
     assert escalated.incident_id == original.incident_id
     assert (escalated.reason, escalated.from_device, escalated.device_id) == (
@@ -453,7 +457,7 @@ def test_scada_at_an_incident_device_confirms_it() -> None:
     """A fault signal at the device of a suspected incident confirms that incident."""
     outcome = given(*building_incident()).when(scada("s1", 5, BUILDING, "alarm"))
     outcome.then("incident_confirmed", "alert_raised")
-    opened = [e for e in outcome.before if isinstance(e, IncidentOpened)][0]
+    opened = first_opened(outcome.before)
     confirmed = outcome.one(IncidentConfirmed)
     assert (confirmed.incident_id, confirmed.device_id) == (opened.incident_id, BUILDING)
     assert outcome.book.incidents[opened.incident_id].state == "confirmed"
@@ -470,7 +474,7 @@ def test_scada_above_an_incident_rolls_it_up_and_confirms_it() -> None:
     """A fault signal above a suspected incident moves it up to the device, keeping its id."""
     outcome = given(*building_incident()).when(scada("s1", 5, FUSE))
     outcome.then("incident_escalated", "incident_confirmed", "alert_raised")
-    opened = [e for e in outcome.before if isinstance(e, IncidentOpened)][0]
+    opened = first_opened(outcome.before)
     assert outcome.one(IncidentEscalated).incident_id == opened.incident_id
     assert outcome.one(IncidentConfirmed).incident_id == opened.incident_id
     view = outcome.book.incidents[opened.incident_id]
@@ -529,7 +533,7 @@ def test_calls_after_restoration_open_a_new_incident() -> None:
         call("c5", 21, flat(3, 2)),
     ).when(call("c6", 22, flat(3, 3)))
     outcome.then("incident_opened", "alert_raised", *["call_attached"] * 3)
-    old = [e for e in outcome.before if isinstance(e, IncidentOpened)][0].incident_id
+    old = first_opened(outcome.before).incident_id
     new = outcome.one(IncidentOpened).incident_id
     assert new != old
     assert kinds(outcome.before[-2:]) == ["call_pending", "call_pending"]
@@ -565,7 +569,7 @@ def test_calls_inside_a_planned_window_are_attached_without_alerts() -> None:
     )
     # The planned incident is confirmed from the start: the signal opens nothing new.
     outcome.then(*["call_attached"] * 4)
-    planned = [e for e in outcome.before if isinstance(e, IncidentOpened)][0]
+    planned = first_opened(outcome.before)
     assert attached_ids(outcome.derived, planned.incident_id) == ["c1", "c2", "c3", "c4"]
     assert not [e for e in outcome.everything if isinstance(e, AlertRaised)]
     assert "planned work" in agent_sentence(outcome.book.covering(POWER.path(flat(3, 1))))
@@ -611,6 +615,39 @@ def test_work_cancelled_before_its_window_never_opens() -> None:
     )
     outcome.then()
     assert kinds(outcome.before) == ["planned_work_registered", "planned_work_withdrawn"]
+
+
+def test_planned_work_between_two_events_still_opens_and_ends() -> None:
+    """A window no event falls into still opens at starts_at and ends at ends_at."""
+    far_away = flat(1, 1, fuse=1, transformer=4, feeder=3)
+    outcome = given(work("w1", 0, 60, 120, [TRANSFORMER])).when(call("c1", 200, far_away))
+    outcome.then("incident_opened", "incident_restored", "call_pending")
+    assert outcome.one(IncidentOpened).occurred_at == at(60)
+    assert outcome.one(IncidentRestored).occurred_at == at(120)
+    # The same as when a tick happened to look inside the window.
+    ticked = given(work("w1", 0, 60, 120, [TRANSFORMER]), tick(90)).when(call("c1", 200, far_away))
+    assert ticked.everything == outcome.everything
+
+
+def test_scada_restore_of_a_planned_incident_pages_nobody_and_is_final() -> None:
+    """Supply back early on a planned work: restored once, no alert, nothing left to time."""
+    outcome = given(work("w1", 0, 60, 180, [FUSE]), tick(60)).when(
+        scada("s1", 90, FUSE, "breaker_closed"), tick(200), tick(300)
+    )
+    outcome.then("incident_restored")
+    assert outcome.states[DOMAIN].is_idle
+
+
+def test_planned_work_end_restores_only_devices_still_out() -> None:
+    """When one device of a work came back early, its end restores only the others."""
+    outcome = given(
+        work("w1", 0, 60, 180, [FUSE, OTHER_FUSE]),
+        tick(60),
+        scada("s1", 90, FUSE, "breaker_closed"),
+    ).when(tick(180))
+    outcome.then("incident_restored")
+    assert outcome.one(IncidentRestored).device_id == OTHER_FUSE
+    assert outcome.states[DOMAIN].is_idle
 
 
 # -- individual faults and repeat callers --------------------------------------------------
@@ -705,11 +742,44 @@ def test_late_events_within_the_bound_are_placed_by_event_time() -> None:
     assert kinds(results[0])[:2] == ["call_pending", "call_pending"]
 
 
+def test_arrival_order_inside_the_bound_does_not_decide_a_planned_work() -> None:
+    """Two arrivals swapped inside the lateness bound give the same planned incident."""
+    rules = CorrelationRules.load(lateness_seconds=120)
+    far_away = flat(1, 1, fuse=1, transformer=4, feeder=3)
+    scheduled = PlannedWorkScheduled(
+        event_id="w1",
+        occurred_at=at(0),
+        work_id="W-1",
+        device_ids=(TRANSFORMER,),
+        starts_at=T0 + timedelta(seconds=200),
+        ends_at=T0 + timedelta(seconds=260),
+    )
+    later = [
+        CallReported(
+            event_id=f"c{s}",
+            occurred_at=T0 + timedelta(seconds=s),
+            utility="power",
+            premise_id=far_away,
+        )
+        for s in (300, 350, 400)
+    ]
+    arrivals: list[list[Item]] = [
+        [scheduled, *later],
+        [scheduled, later[0], later[2], later[1]],
+    ]
+    runs = []
+    for arrival in arrivals:
+        outcome = given(*arrival, rules=rules).when()
+        runs.append(outcome.before + outcome.correlator.flush(outcome.states[DOMAIN]))
+    assert runs[0] == runs[1]
+    assert "incident_opened" in kinds(runs[0])
+
+
 # -- stale ---------------------------------------------------------------------------------
 
 
 def test_suspected_incident_goes_stale_without_new_reports() -> None:
-    """No report for stale_after (240 min for power) marks a suspected incident stale, with an alert."""
+    """No report for stale_after (power: 240 min) makes a suspected incident stale, and alerts."""
     given(*fuse_incident()).when(tick(2 + 239)).then()
     outcome = given(*fuse_incident()).when(tick(2 + 240)).then("incident_stale", "alert_raised")
     stale = outcome.one(IncidentStale)

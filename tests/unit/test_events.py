@@ -20,6 +20,7 @@ from events import (
     encode,
     json_schemas,
 )
+from events.inbound import InboundBase
 
 CALL: dict[str, Any] = {
     "type": "call_reported",
@@ -77,7 +78,9 @@ def rejection(raw: bytes | str | dict[str, Any]) -> str:
         (CANCEL, PlannedWorkCancelled),
     ],
 )
-def test_each_inbound_type_decodes_from_json_and_mapping(body: dict[str, Any], model: type) -> None:
+def test_each_inbound_type_decodes_from_json_and_mapping(
+    body: dict[str, Any], model: type[InboundBase]
+) -> None:
     """Every inbound type decodes to its model from bytes, text and a mapping alike."""
     from_bytes = decode_inbound(json.dumps(body).encode())
     from_text = decode_inbound(json.dumps(body))

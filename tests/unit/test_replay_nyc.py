@@ -1,0 +1,141 @@
+"""Replay of real NYC 311 heating complaints (2024-04-15) through the heat rules.
+
+Each distinct address becomes one building of its own; the facts checked are computed from
+the data, so the test says what the rules imply for these calls, not what one run printed.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from correlators.correlator import Correlator
+from correlators.replay import ReplayResult, replay
+from correlators.rules import CorrelationRules
+from events import CallReported
+from topology import topology_from_rows
+
+DATA = Path(__file__).parents[2].parent / "shared/data/nyc311-2024-04-15.csv"
+SANFORD = "142-30 SANFORD AVENUE"
+
+
+@dataclass
+class Replayed:
+    calls: list[CallReported]
+    address_of: dict[str, str]  # call id -> incident_address
+    calls_at: dict[str, list[str]]  # incident_address -> call ids, in time order
+    whole_building_at: dict[str, bool]  # some caller there said "entire building"
+    result: ReplayResult
+
+
+@pytest.fixture(scope="module")
+def nyc() -> Replayed:
+    if not DATA.exists():
+        pytest.skip(f"real 311 sample not found at {DATA} (see shared/data/README.md)")
+    with DATA.open(newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["complaint_type"] == "HEAT/HOT WATER"]
+    rows.sort(key=lambda r: (r["created_date"], r["unique_key"]))
+    addresses = sorted({r["incident_address"] for r in rows})
+    topology = topology_from_rows(
+        {
+            "id": f"NYC-B{i:03d}",
+            "kind": "building",
+            "parent": None,
+            "utility": "heat",
+            "customers": 1,
+            "address": address,
+        }
+        for i, address in enumerate(addresses)
+    )
+    calls = [
+        CallReported(
+            event_id=r["unique_key"],
+            occurred_at=datetime.fromisoformat(r["created_date"]),  # no zone: taken as UTC
+            utility="heat",
+            address=r["incident_address"],
+            scope="whole_building" if r["descriptor"] == "ENTIRE BUILDING" else "unknown",
+            symptom=r["descriptor"].lower(),
+        )
+        for r in rows
+    ]
+    calls_at: dict[str, list[str]] = defaultdict(list)
+    whole: dict[str, bool] = defaultdict(bool)
+    for r in rows:
+        calls_at[r["incident_address"]].append(r["unique_key"])
+        whole[r["incident_address"]] |= r["descriptor"] == "ENTIRE BUILDING"
+    result = replay(Correlator(topology, CorrelationRules.load()), calls)
+    return Replayed(
+        calls=calls,
+        address_of={r["unique_key"]: r["incident_address"] for r in rows},
+        calls_at=dict(calls_at),
+        whole_building_at=dict(whole),
+        result=result,
+    )
+
+
+def qualifies(nyc: Replayed, address: str) -> bool:
+    """Building rule for heat: 3 reporters, or 2 when one says the whole building is cold.
+
+    Every call here is a public record (no caller), so each call is its own reporter, and the
+    whole sample spans less than the 180-minute heat window.
+    """
+    count = len(nyc.calls_at[address])
+    return count >= 3 or (count >= 2 and nyc.whole_building_at[address])
+
+
+def test_sample_is_what_the_test_expects(nyc: Replayed) -> None:
+    """The slice holds 100 heating calls, every one placed on its building."""
+    assert len(nyc.calls) == 100
+    assert nyc.result.rejected == []
+    first, last = nyc.calls[0].occurred_at, nyc.calls[-1].occurred_at
+    assert last - first < CorrelationRules.load().for_utility("heat").window()
+
+
+def test_sanford_avenue_gets_one_incident_with_all_eleven_calls(nyc: Replayed) -> None:
+    """The 11 calls from 142-30 Sanford Avenue fold into exactly one incident holding them all."""
+    sanford = set(nyc.calls_at[SANFORD])
+    assert len(sanford) == 11
+    holding = [v for v in nyc.result.book.incidents.values() if sanford & set(v.call_ids)]
+    assert len(holding) == 1
+    assert set(holding[0].call_ids) == sanford
+    assert holding[0].device_kind == "building"
+    assert holding[0].state == "suspected"
+
+
+def test_every_qualifying_building_holds_all_its_calls_in_one_incident(nyc: Replayed) -> None:
+    """Each building that meets the building rule has one incident holding all of its calls."""
+    qualifying = [a for a in nyc.calls_at if qualifies(nyc, a)]
+    assert SANFORD in qualifying and len(qualifying) >= 2
+    for address in qualifying:
+        calls = set(nyc.calls_at[address])
+        holding = [v for v in nyc.result.book.incidents.values() if calls & set(v.call_ids)]
+        assert len(holding) == 1, address
+        assert set(holding[0].call_ids) == calls, address
+
+
+def test_no_incident_mixes_addresses(nyc: Replayed) -> None:
+    """No incident holds calls from two different addresses."""
+    assert nyc.result.book.incidents
+    for view in nyc.result.book.incidents.values():
+        assert len({nyc.address_of[c] for c in view.call_ids}) == 1, view.incident_id
+
+
+def test_buildings_that_do_not_qualify_have_no_incident(nyc: Replayed) -> None:
+    """Single calls, and pairs where nobody said 'entire building', end pending or individual."""
+    others = [a for a in nyc.calls_at if not qualifies(nyc, a)]
+    assert any(len(nyc.calls_at[a]) == 2 for a in others)  # a pair below the threshold exists
+    outcomes = nyc.result.book.call_outcomes
+    for address in others:
+        for call_id in nyc.calls_at[address]:
+            assert outcomes[call_id] in {"pending", "individual"}, (address, call_id)
+
+
+def test_incident_count_matches_the_qualifying_buildings(nyc: Replayed) -> None:
+    """There is one incident per qualifying building and no other."""
+    qualifying = {a for a in nyc.calls_at if qualifies(nyc, a)}
+    assert len(nyc.result.book.incidents) == len(qualifying)
