@@ -14,7 +14,7 @@ import structlog
 
 # 9 to 15 digits with the usual separators, not part of a longer token: dates, times and
 # addresses do not match, phone numbers do.
-PHONE = re.compile(r"(?<![\w.:/-])\+?\d(?:[\s().-]?\d){8,14}(?![\w.:/-])")
+PHONE = re.compile(r"(?<![\w.:/-])\+?\(?\d(?:[\s().-]{0,2}\d){8,14}(?![\w.:/-])")
 SECRET_KEYS = frozenset({"caller", "phone", "notes"})
 
 

@@ -44,7 +44,7 @@ outage-correlator is ready
 Report a call:
   curl -s -X POST {base}/v1/calls -H 'content-type: application/json' -d '{{
     "type": "call_reported", "schema_version": 1, "event_id": "call-1",
-    "occurred_at": "2026-01-15T07:30:00Z", "utility": "heat",
+    "occurred_at": "'"$(date -u +%FT%TZ)"'", "utility": "heat",
     "premise_id": "P-HSUB1-B2-01", "symptom": "no_heat", "scope": "whole_building"}}'
 Stop with Ctrl-C.
 """
