@@ -7,6 +7,7 @@ the data, so the test says what the rules imply for these calls, not what one ru
 from __future__ import annotations
 
 import csv
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +37,10 @@ class Replayed:
 @pytest.fixture(scope="module")
 def nyc() -> Replayed:
     if not DATA.exists():
-        pytest.skip(f"real 311 sample not found at {DATA} (see shared/data/README.md)")
+        reason = f"real 311 sample not found at {DATA} (see shared/data/README.md)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI has shared/ beside the clone: a skip there would hide a loss
+        pytest.skip(reason)
     with DATA.open(newline="", encoding="utf-8") as handle:
         rows = [r for r in csv.DictReader(handle) if r["complaint_type"] == "HEAT/HOT WATER"]
     rows.sort(key=lambda r: (r["created_date"], r["unique_key"]))
