@@ -69,6 +69,7 @@ class IncidentBook:
         self.incidents: dict[str, IncidentView] = {}
         self.call_outcomes: dict[str, str] = {}  # call id -> "pending" | "individual" | incident id
         self._active_by_device: dict[str, set[str]] = {}
+        self._reporters: dict[str, set[str]] = {}  # incident id -> distinct reporters
         self._seen: set[str] = set()
         self.events_applied = 0
         self.last_event_at: datetime | None = None
@@ -137,8 +138,9 @@ class IncidentBook:
                 view.call_ids.append(event.call_id)
                 if event.repeat:
                     view.repeat_calls += 1
-                else:
-                    view.reporters += 1
+                reporters = self._reporters.setdefault(event.incident_id, set())
+                reporters.add(event.reporter)
+                view.reporters = len(reporters)
                 if view.state == "stale":
                     view.state = "suspected"
                 self._note(
@@ -183,7 +185,9 @@ class IncidentBook:
                         if call_id not in survivor.call_ids:
                             survivor.call_ids.append(call_id)
                             self.call_outcomes[call_id] = event.incident_id
-                    survivor.reporters += merged.reporters
+                    reporters = self._reporters.setdefault(event.incident_id, set())
+                    reporters |= self._reporters.get(merged_id, set())
+                    survivor.reporters = len(reporters)
                     survivor.repeat_calls += merged.repeat_calls
                     if merged.state == "confirmed" or merged.confirmed_at:
                         survivor.state = "confirmed"

@@ -806,3 +806,55 @@ def test_new_report_revives_a_stale_incident() -> None:
 def test_confirmed_incident_never_goes_stale() -> None:
     """A SCADA-confirmed incident stays confirmed however long nobody calls."""
     given(scada("s1", 0, FUSE)).when(tick(24 * 60)).then()
+
+
+def test_read_model_counts_a_reporter_in_two_merged_incidents_once() -> None:
+    """After a merge, the incident book counts distinct reporters, not the sum of both sides."""
+    from events.derived import CallAttached, IncidentOpened, IncidentsMerged
+    from projections.incidents import IncidentBook
+
+    at = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
+    book = IncidentBook()
+    for incident, device in (("A", "B-FDR1-T1-F2-3"), ("B", "B-FDR1-T1-F2-2")):
+        book.apply(
+            IncidentOpened(
+                event_id=f"{incident}/opened",
+                occurred_at=at,
+                domain="SUB1",
+                incident_id=incident,
+                device_id=device,
+                device_kind="building",
+                utility="power",
+                path=("SUB1", device),
+                phase="suspected",
+                cause="unknown",
+                customers_affected=4,
+            )
+        )
+    for incident, call, reporter in (
+        ("A", "c1", "caller:x"),
+        ("A", "c2", "caller:y"),
+        ("B", "c3", "caller:x"),
+    ):
+        book.apply(
+            CallAttached(
+                event_id=f"{incident}/call/{call}",
+                occurred_at=at,
+                domain="SUB1",
+                incident_id=incident,
+                call_id=call,
+                node_id="n",
+                reporter=reporter,
+                repeat=False,
+                call_occurred_at=at,
+            )
+        )
+    book.apply(
+        IncidentsMerged(
+            event_id="A/merged", occurred_at=at, domain="SUB1", incident_id="A", merged_ids=("B",)
+        )
+    )
+    survivor = book.incidents["A"]
+    assert survivor.reporters == 2
+    assert sorted(survivor.call_ids) == ["c1", "c2", "c3"]
+    assert book.incidents["B"].state == "merged"
