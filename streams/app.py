@@ -10,6 +10,7 @@ worker restart); duplicates after a redelivery are dropped by the correlator its
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from correlators.correlator import Correlator
 from correlators.routing import Unroutable, route
@@ -25,6 +27,7 @@ from events.codec import EventRejected, decode_derived, decode_inbound, encode
 from events.derived import AlertRaised, DerivedBase
 from events.internal import Routed, Tick
 from projections.incidents import IncidentBook
+from streams.broker import acreate_topics
 from streams.settings import Settings
 
 log = structlog.get_logger("outage")
@@ -52,6 +55,7 @@ class Service:
     seen_table: Any = None  # "domain\x00event id" -> event time: the dedupe ids, one entry each
     recovered: bool = False
     ready: bool = False  # set once the worker has joined its group and recovered its tables
+    book_caught_up: bool = False  # the incident book has read the stream as it was at start
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -115,7 +119,8 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         return t
 
     calls, scada, works = topic("calls"), topic("scada"), topic("planned-works")
-    correlate_topic, incidents = topic("correlate"), topic("incidents")
+    correlate_topic = topic("correlate")
+    topic("incidents")
     topic("alerts")
     topic("dead-letter")
     table = app.Table(
@@ -154,13 +159,17 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         async for event in stream.events():
             await correlate_one(service, event.value)
 
-    @app.agent(incidents, name="incident-book")
-    async def follow_incidents(stream: Any) -> None:
-        async for event in stream.events():
+    @app.task
+    async def incident_book() -> None:
+        # A crash in a faust task stops the whole worker: keep following, whatever happens.
+        while True:
             try:
-                service.book.apply(decode_derived(event.value))
+                await follow_incident_stream(service)
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("incident_book.failed", offset=event.message.offset)
+                log.exception("incident_book.restarting")
+                await asyncio.sleep(1.0)
 
     @app.timer(interval=settings.tick_seconds)
     async def tick() -> None:
@@ -174,6 +183,53 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
 
     http.register(service)
     return service
+
+
+async def follow_incident_stream(service: Service) -> None:
+    """Fold the whole incident stream into this process's book, from the beginning, live.
+
+    No consumer group: every API process reads every partition, so a lookup answers the same
+    on any worker and a restarted worker knows every incident again.
+    """
+    bootstrap = ",".join(url.split("://", 1)[-1] for url in service.settings.broker_urls)
+    # On a new broker nothing has written to the incident stream yet: create it first, so the
+    # consumer's first metadata already lists its partitions.
+    await acreate_topics(bootstrap, {"incidents": service.settings.partitions})
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=2000,
+    )
+    await consumer.start()
+    service.book = IncidentBook()  # (re)read from the beginning: start from an empty book
+    service.book_caught_up = False
+    try:
+        known: set[int] = set()
+        while not known:
+            known = consumer.partitions_for_topic("incidents") or set()
+            if not known:
+                await asyncio.sleep(0.2)
+        partitions = [TopicPartition("incidents", p) for p in sorted(known)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        targets = await consumer.end_offsets(partitions)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        service.book.apply(decode_derived(record.value or b""))
+                    except Exception:
+                        log.exception("incident_book.failed", offset=record.offset)
+            if not service.book_caught_up:
+                positions = {tp: await consumer.position(tp) for tp in partitions}
+                if all(positions[tp] >= end for tp, end in targets.items()):
+                    service.book_caught_up = True
+                    log.info("incident_book.caught_up", incidents=len(service.book.incidents))
+    finally:
+        await consumer.stop()
 
 
 async def ingest(service: Service, source: str, payload: bytes | None) -> None:

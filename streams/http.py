@@ -178,7 +178,7 @@ def register(service: Service) -> None:
             return self.json(
                 {
                     "status": "ok",
-                    "ready": service.ready,
+                    "ready": service.ready and service.book_caught_up,
                     "network_nodes": len(topology),
                     "incidents_active": len(service.book.active()),
                     "counters": service.counters,
@@ -188,6 +188,6 @@ def register(service: Service) -> None:
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            if service.ready:
+            if service.ready and service.book_caught_up:
                 return self.json({"ready": True})
-            return problem(self, 503, "starting: joining the consumer group, recovering state")
+            return problem(self, 503, "starting: joining the consumer group, reading incidents")

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.broker import EmbeddedBroker
-from tests.integration.conftest import Worker, wait_for
+from tests.integration.conftest import Worker, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +155,33 @@ def test_bad_messages_on_the_topic_go_to_dead_letter_with_the_reason(
     assert worker.get("/health")[1]["counters"]["dead_letter"] >= 2
     status, _ = worker.post("/v1/calls", call(NEIGHBOUR))
     assert status == 202
+
+
+def test_a_restarted_worker_still_knows_every_incident_and_its_state(
+    broker: EmbeddedBroker, worker: Worker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """After a restart the lookup still answers 'known fault', and correlation state resumes."""
+    for n in (1, 2, 3):
+        status, _ = worker.post("/v1/calls", call(f"P-FDR2-T1-F1-B1-{n}"))
+        assert status == 202
+    before = wait_for(
+        lambda: (a := lookup(worker, "P-FDR2-T1-F1-B1-4"))["status"] == "known_fault" and a
+    )
+    worker.stop()
+
+    restarted = start_worker(broker, tmp_path_factory.mktemp("restarted"))
+    try:
+        answer = lookup(restarted, "P-FDR2-T1-F1-B1-4")  # /ready waited for the book to catch up
+        assert answer["status"] == "known_fault"
+        assert answer["incident"]["incident_id"] == before["incident"]["incident_id"]
+        # The correlation state survived too: one more flat joins the same incident.
+        status, body = restarted.post("/v1/calls", call("P-FDR2-T1-F1-B1-4"))
+        assert status == 202
+        wait_for(
+            lambda: (
+                restarted.get(f"/v1/calls/{body['event_id']}")[1].get("incident_id")
+                == before["incident"]["incident_id"]
+            )
+        )
+    finally:
+        restarted.stop()
