@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from correlators.correlator import Correlator
 from correlators.replay import replay
 from correlators.rules import CorrelationRules
 from events.codec import EventRejected, decode_inbound, encode, json_schemas
+from projections.reports import ReportError
 from topology.load import load_topologies
 from topology.model import TopologyError
 
@@ -42,6 +44,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = topo_commands.add_parser("check", help="validate network files")
     check.add_argument("files", nargs="+", type=Path)
 
+    report = commands.add_parser("report", help="reports from the ClickHouse projections")
+    reports = report.add_subparsers(dest="report", required=True)
+    day = reports.add_parser("daily", help="the day's report (UTC)")
+    day.add_argument("--date", type=date.fromisoformat, help="YYYY-MM-DD (default: today)")
+    day.add_argument("--chart", type=Path, metavar="FILE.png", help="also draw calls per hour")
+    reports.add_parser("handover", help="what the incoming shift lead takes over")
+    back = reports.add_parser("callbacks", help="callers of a restored incident, once each")
+    back.add_argument("--incident", required=True)
+    for sub in (day, reports.choices["handover"], back):
+        sub.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    proj = commands.add_parser("projections", help="the ClickHouse read models")
+    proj_commands = proj.add_subparsers(dest="projections_command", required=True)
+    rebuild = proj_commands.add_parser(
+        "rebuild", help="empty the tables and project the event store again"
+    )
+    rebuild.add_argument(
+        "--derived",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="derived.jsonl",
+        help="incident-stream events exported by `outage replay --out` (instead of the broker)",
+    )
+    rebuild.add_argument(
+        "--inbound",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="events.jsonl",
+        help="inbound events (calls, signals, works) to archive with them",
+    )
+
     args = parser.parse_args(argv)
     try:
         if args.command == "schema":
@@ -51,10 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_topology(args.files)
         if args.command == "replay":
             return run_replay(args)
+        if args.command == "report":
+            return run_report(args)
+        if args.command == "projections":
+            return run_rebuild(args)
         from streams.service import run_service  # imports faust: only when it is needed
 
         return run_service(port=args.port)
-    except (TopologyError, ValueError, OSError) as error:
+    except (TopologyError, ValueError, OSError, ReportError) as error:
         print(f"outage: {error}", file=sys.stderr)
         return 2
 
@@ -105,6 +144,62 @@ def run_replay(args: argparse.Namespace) -> int:
     )
     for item in summary["rejected"][:20]:
         print(f"  rejected: {item}", file=sys.stderr)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from projections.backends import open_store
+    from projections.chart import calls_per_hour_png
+    from projections.reports import callbacks, daily, handover
+    from streams.settings import Settings
+
+    settings = Settings()
+    store = open_store(settings.clickhouse_url, settings.chdb_dir)
+    try:
+        store.migrate()
+        if args.report == "daily":
+            rules = CorrelationRules.load(settings.rules)
+            day = args.date or datetime.now(UTC).date()
+            made = daily(store, day, rules.handling_deadlines())
+            if args.chart and made.chart:
+                calls_per_hour_png(made.chart, args.chart)
+                print(f"chart written to {args.chart}", file=sys.stderr)
+        elif args.report == "handover":
+            made = handover(store, datetime.now(UTC))
+        else:
+            made = callbacks(store, args.incident)
+    finally:
+        store.close()
+    sys.stdout.write(made.render(args.format))
+    return 0
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    from projections.backends import open_store
+    from projections.rows import Projector
+    from projections.sink import Sink
+    from streams.rebuild import rebuild_from_broker, rebuild_from_files
+    from streams.settings import Settings
+
+    settings = Settings()
+    topology = load_topologies(settings.topology)
+    sink = Sink(
+        open_store=lambda: open_store(settings.clickhouse_url, settings.chdb_dir),
+        projector=Projector(topology, settings.analytics_key()),
+    )
+    try:
+        if args.derived or args.inbound:
+            rows = rebuild_from_files(sink, args.inbound, args.derived)
+        elif settings.broker:
+            rows = rebuild_from_broker(sink, settings.broker)
+        else:
+            raise ValueError(
+                "nothing to rebuild from: set OUTAGE_BROKER to read the topics, "
+                "or give --derived/--inbound files"
+            )
+    finally:
+        sink.close()
+    print(f"rebuilt: {rows} rows written", file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from events.derived import Severity
 
 DEFAULTS = Path(__file__).with_name("defaults.toml")
+UTILITIES = ("heat", "power", "water", "cable", "telecom")
 
 
 class LevelRule(BaseModel):
@@ -32,6 +33,7 @@ class UtilityRules(BaseModel):
 
     window_minutes: float = Field(gt=0)
     stale_after_minutes: float = Field(gt=0)
+    handling_deadline_minutes: float = Field(default=240, gt=0)
     growth_levels: tuple[int, ...] = ()
     levels: dict[str, LevelRule] = {}
 
@@ -47,6 +49,10 @@ class UtilityRules(BaseModel):
     @property
     def stale_after(self) -> timedelta:
         return timedelta(minutes=self.stale_after_minutes)
+
+    @property
+    def handling_deadline(self) -> timedelta:
+        return timedelta(minutes=self.handling_deadline_minutes)
 
 
 class CorrelationRules(BaseModel):
@@ -75,6 +81,9 @@ class CorrelationRules(BaseModel):
     def for_utility(self, utility: str) -> UtilityRules:
         rules: UtilityRules = getattr(self, utility)
         return rules
+
+    def handling_deadlines(self) -> dict[str, timedelta]:
+        return {u: self.for_utility(u).handling_deadline for u in UTILITIES}
 
     def level(self, utility: str, kind: str) -> LevelRule | None:
         return self.for_utility(utility).levels.get(kind)

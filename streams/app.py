@@ -26,8 +26,12 @@ from correlators.state import DomainState
 from events.codec import EventRejected, decode_derived, decode_inbound, encode
 from events.derived import AlertRaised, DerivedBase
 from events.internal import Routed, Tick
+from projections.backends import open_store
 from projections.incidents import IncidentBook
+from projections.rows import Projector
+from projections.sink import Sink
 from streams.broker import acreate_topics
+from streams.projection_feed import keep_feeding
 from streams.settings import Settings
 
 log = structlog.get_logger("outage")
@@ -54,6 +58,14 @@ class Service:
     table: Any = None  # domain -> DomainState snapshot (JSON, without the dedupe ids)
     seen_table: Any = None  # "domain\x00event id" -> event time: the dedupe ids, one entry each
     recovered: bool = False
+    sink: Sink | None = None  # the ClickHouse projections (None when switched off)
+    projection_consumer: Any = None
+
+    @property
+    def bootstrap(self) -> str:
+        """host:port,... for plain aiokafka clients."""
+        return ",".join(url.split("://", 1)[-1] for url in self.settings.broker_urls)
+
     ready: bool = False  # set once the worker has joined its group and recovered its tables
     book_caught_up: bool = False  # the incident book has read the stream as it was at start
 
@@ -179,6 +191,17 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
                 message = Tick(domain=domain, occurred_at=now).model_dump_json().encode()
                 await correlate_topic.send(key=domain.encode(), value=message)
 
+    if settings.projections:
+        projector = Projector(correlator.topology, settings.analytics_key())
+        service.sink = Sink(
+            open_store=lambda: open_store(settings.clickhouse_url, settings.chdb_dir),
+            projector=projector,
+        )
+
+        @app.task
+        async def projections() -> None:
+            await keep_feeding(service)
+
     from streams import http  # the views need the service; imported here to avoid a cycle
 
     http.register(service)
@@ -191,7 +214,7 @@ async def follow_incident_stream(service: Service) -> None:
     No consumer group: every API process reads every partition, so a lookup answers the same
     on any worker and a restarted worker knows every incident again.
     """
-    bootstrap = ",".join(url.split("://", 1)[-1] for url in service.settings.broker_urls)
+    bootstrap = service.bootstrap
     # On a new broker nothing has written to the incident stream yet: create it first, so the
     # consumer's first metadata already lists its partitions.
     await acreate_topics(bootstrap, {"incidents": service.settings.partitions})

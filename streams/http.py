@@ -4,6 +4,10 @@
     GET  /v1/outages?premise=|building=|address=     is there a known fault at this place?
     GET  /v1/calls/{event_id}                         what became of a call
     GET  /v1/incidents, /v1/incidents/{id}            active incidents; one with its timeline
+    GET  /v1/reports/daily?date=&format=              daily report: json, csv, table or png
+    GET  /v1/reports/handover?format=                 shift handover
+    GET  /v1/reports/callbacks?incident=&format=      callers of a restored incident
+    GET  /v1/projections/lag                          events not yet in ClickHouse
     GET  /health                                      liveness and counters
     GET  /ready                                       200 once started, 503 before
 
@@ -12,7 +16,9 @@ Every rejection is a 4xx whose JSON body says why; nothing a client sends reache
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -21,7 +27,11 @@ from faust.web import Request, Response, View
 
 from correlators.routing import Unroutable, route
 from events.codec import MAX_EVENT_BYTES, EventRejected, decode_inbound
+from projections.chart import calls_per_hour_png
 from projections.incidents import IncidentView, agent_sentence
+from projections.reports import Report, ReportError, callbacks, daily, handover
+from projections.store import StoreUnavailable
+from streams.projection_feed import projection_lag
 from topology.model import UnresolvedLocation
 
 if TYPE_CHECKING:
@@ -191,3 +201,61 @@ def register(service: Service) -> None:
             if service.ready and service.book_caught_up:
                 return self.json({"ready": True})
             return problem(self, 503, "starting: joining the consumer group, reading incidents")
+
+    async def report(view: View, request: Request, make: Any) -> Response:
+        """Run a report on the store thread and answer it in the format asked for."""
+        query = cast(web.Request, request).query
+        fmt = query.get("format", "json")
+        if fmt not in ("json", "csv", "table", "png"):
+            return problem(view, 400, "format must be json, csv, table or png")
+        if service.sink is None:
+            return problem(view, 503, "projections are switched off (OUTAGE_PROJECTIONS=false)")
+        try:
+            made: Report = await service.sink.run(make)
+        except ReportError as error:
+            return problem(view, 404 if "no incident" in str(error) else 409, str(error))
+        except StoreUnavailable as error:
+            return problem(view, 503, f"the report store is unavailable: {error}")
+        if fmt == "png":
+            if made.chart is None:
+                return problem(view, 400, "only the daily report has a chart")
+            with tempfile.TemporaryDirectory() as folder:
+                path = calls_per_hour_png(made.chart, Path(folder) / "chart.png")
+                return view.bytes(path.read_bytes(), content_type="image/png")
+        types = {"json": "application/json", "csv": "text/csv", "table": "text/plain"}
+        return view.bytes(made.render(fmt).encode(), content_type=types[fmt])
+
+    deadlines = service.correlator.rules.handling_deadlines()
+
+    @app.page("/v1/reports/daily")
+    class DailyReport(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            raw = cast(web.Request, request).query.get("date")
+            try:
+                day = date.fromisoformat(raw) if raw else datetime.now(UTC).date()
+            except ValueError:
+                return problem(self, 400, f"date must be YYYY-MM-DD, not {raw!r}")
+            return await report(self, request, lambda store: daily(store, day, deadlines))
+
+    @app.page("/v1/reports/handover")
+    class HandoverReport(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            now = datetime.now(UTC)
+            return await report(self, request, lambda store: handover(store, now))
+
+    @app.page("/v1/reports/callbacks")
+    class CallbacksReport(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            incident = cast(web.Request, request).query.get("incident")
+            if not incident:
+                return problem(self, 400, "give incident=<incident id>")
+            return await report(self, request, lambda store: callbacks(store, incident))
+
+    @app.page("/v1/projections/lag")
+    class ProjectionLag(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            return self.json(await projection_lag(service))

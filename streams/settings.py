@@ -4,6 +4,7 @@ Every variable is listed in the README. Defaults give the embedded mode `make ru
 Tansu on loopback, the two sample networks, the HTTP API on 127.0.0.1:8080.
 """
 
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -43,9 +44,38 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path("var"), description="Worker state (faust tables).")
     app_id: str = "outage-correlator"
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="clickhouse://user:password@host:9000/db[?secure=true]; unset: chDB on disk.",
+    )
+    chdb_path: Path | None = Field(
+        default=None, description="chDB directory (default DATA_DIR/chdb)."
+    )
+    hash_key: str | None = Field(
+        default=None,
+        description="HMAC key of reporter hashes in analytics (default: DATA_DIR/hash.key).",
+    )
+    sink_batch_size: int = Field(default=2000, ge=1, description="Rows batched per store insert.")
+    sink_flush_seconds: float = Field(default=1.0, gt=0, description="Longest wait before a flush.")
+    projections: bool = Field(default=True, description="Write the ClickHouse projections.")
     timezone: str = Field(default="UTC", description="Zone of times in sentences read to callers.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    @property
+    def chdb_dir(self) -> Path:
+        return self.chdb_path or self.data_dir / "chdb"
+
+    def analytics_key(self) -> bytes:
+        """The HMAC key of reporter hashes: configured, or made once and kept in the data dir."""
+        if self.hash_key:
+            return self.hash_key.encode()
+        path = self.data_dir / "hash.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
 
     @property
     def broker_urls(self) -> list[str]:

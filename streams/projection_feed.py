@@ -1,0 +1,99 @@
+"""Feeding the projection sink: a consumer group of its own, committed only after a write.
+
+Runs as a task of the faust app. It does not use a faust agent's `take_events` because that
+acknowledges a batch when the agent is cancelled, so a worker stopped while ClickHouse is
+down would commit offsets of rows never written. Here the offsets move only after
+`Sink.write` has returned, and the rows are idempotent, so a crash anywhere repeats at most
+one batch and the query results stay exact.
+"""
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from projections.sink import Message
+
+if TYPE_CHECKING:
+    from streams.app import Service
+
+log = structlog.get_logger("outage.projections")
+
+TOPICS = ("calls", "scada", "planned-works", "incidents")
+
+
+async def feed_projections(service: "Service") -> None:
+    """Consume the inbound topics and the incident stream into the sink, forever."""
+    sink = service.sink
+    assert sink is not None
+    settings = service.settings
+    consumer = AIOKafkaConsumer(
+        *TOPICS,
+        bootstrap_servers=service.bootstrap,
+        group_id=f"{settings.app_id}-projections",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=5000,
+        # Joins on Tansu take half the session timeout; a long store outage must not make the
+        # group evict us while `write` waits for the store.
+        session_timeout_ms=4000,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=24 * 3600 * 1000,
+    )
+    await consumer.start()
+    service.projection_consumer = consumer
+    try:
+        while True:
+            batch = await consumer.getmany(
+                timeout_ms=int(settings.sink_flush_seconds * 1000),
+                max_records=settings.sink_batch_size,
+            )
+            messages = [
+                Message(tp.topic, tp.partition, r.offset, r.timestamp, r.value or b"")
+                for tp, records in batch.items()
+                for r in records
+            ]
+            if not messages:
+                continue
+            await sink.write(messages)  # returns only once the rows are in the store
+            try:
+                await consumer.commit()
+            except CommitFailedError:
+                # The group moved on (rebalance): the batch will come again and collapse.
+                log.warning("projections.commit_failed", messages=len(messages))
+    finally:
+        service.projection_consumer = None
+        await consumer.stop()
+
+
+async def projection_lag(service: "Service") -> dict[str, Any]:
+    """Events on the topics not yet in the store, and how old the newest written one is."""
+    sink, consumer = service.sink, service.projection_consumer
+    if sink is None:
+        return {"enabled": False}
+    ends: dict[tuple[str, int], int] = {}
+    if consumer is not None:
+        assigned: set[TopicPartition] = consumer.assignment()
+        for tp in assigned:
+            end = consumer.highwater(tp)
+            if end is None:
+                end = (await consumer.end_offsets([tp]))[tp]
+            ends[(tp.topic, tp.partition)] = end
+            if (tp.topic, tp.partition) not in sink.flushed:
+                committed = await consumer.committed(tp)
+                sink.flushed.setdefault((tp.topic, tp.partition), (committed or 0) - 1)
+    return {"enabled": True, "connected": consumer is not None, **sink.lag(ends)}
+
+
+async def keep_feeding(service: "Service") -> None:
+    """`feed_projections`, restarted after any failure: a crashed task would stop the worker."""
+    while True:
+        try:
+            await feed_projections(service)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("projections.restarting")
+            await asyncio.sleep(1.0)
