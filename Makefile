@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test unit integration lint bench replay-nyc clean
+.PHONY: run test unit integration lint bench replay-nyc clean system-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -23,19 +23,30 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/outage run
 
-test: lint
+test: lint system-deps
 	$(PY) -m pytest
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) system-deps
 	$(PY) -m pytest tests/integration
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+
+# Debian's ClickHouse server for the integration tests (they start it themselves); apt runs only
+# when clickhouse-server is missing. Debian puts it in /usr/sbin, hence the second look there.
+system-deps:
+	@if command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ]; then \
+		echo "clickhouse-server: $$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)"; \
+	else \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y clickhouse-server clickhouse-client; \
+	fi
 
 bench: $(STAMP)
 	$(PY) -m bench.run

@@ -52,10 +52,15 @@ def reporter_of(call: CallReported) -> str:
     """
     if call.premise_id:
         return f"premise:{call.premise_id}"
-    digits = "".join(ch for ch in call.caller or "" if ch.isdigit())
-    if digits:
-        return "caller:" + hashlib.sha256(digits.encode()).hexdigest()[:16]
-    return f"call:{call.event_id}"
+    return caller_key(call.caller) or f"call:{call.event_id}"
+
+
+def caller_key(phone: str | None) -> str | None:
+    """'caller:<hash of the digits>', the same however the number was written; None if none."""
+    digits = "".join(ch for ch in phone or "" if ch.isdigit())
+    if not digits:
+        return None
+    return "caller:" + hashlib.sha256(digits.encode()).hexdigest()[:16]
 
 
 def _short_hash(*parts: str) -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from statistics import median
 from typing import Any
 
-from projections.sql import render
+from projections.sql import one_of, render
 from projections.store import Store
 
 ACTIVE_STATES = ("suspected", "confirmed", "stale")
@@ -129,7 +129,7 @@ def _calls_of(store: Store, incident_ids: list[str]) -> list[dict[str, Any]]:
             "SELECT incident_id, call_id, call_occurred_at, reporter, repeat "
             "FROM incident_events FINAL "
             "WHERE type = 'call_attached' AND incident_id IN {ids}",
-            ids=incident_ids,
+            ids=one_of(incident_ids),
         )
     )
 
@@ -141,7 +141,7 @@ def _family(store: Store, incident_ids: list[str]) -> dict[str, str]:
         for row in store.query(
             render(
                 "SELECT incident_id, merged_into FROM incidents FINAL WHERE merged_into IN {ids}",
-                ids=incident_ids,
+                ids=one_of(incident_ids),
             )
         ):
             owner[row["incident_id"]] = row["merged_into"]
@@ -298,7 +298,7 @@ def handover(store: Store, now: datetime, shift: timedelta = timedelta(hours=12)
             "etr, opened_at, updated_at, customers_affected "
             "FROM incidents FINAL WHERE state IN {states} ORDER BY customers_affected DESC, "
             "opened_at",
-            states=list(ACTIVE_STATES),
+            states=one_of(ACTIVE_STATES),
         )
     )
     ids = [i["incident_id"] for i in open_incidents]
@@ -390,7 +390,7 @@ def callbacks(store: Store, incident_id: str) -> Report:
             render(
                 "SELECT call_id, occurred_at, caller, caller_hash FROM call_contacts FINAL "
                 "WHERE call_id IN {ids} ORDER BY occurred_at, call_id",
-                ids=call_ids,
+                ids=one_of(call_ids),
             )
         )
         if call_ids

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from correlators.correlator import reporter_of
+from correlators.correlator import caller_key
 from correlators.routing import Unroutable, route
 from events.codec import EventRejected, decode_derived, decode_inbound
 from events.derived import (
@@ -106,10 +106,10 @@ class Projector:
                 domain, path = routed.domain, self.topology.path(node)
             except Unroutable:
                 node, domain, path = "", "", ()
-            reporter = reporter_of(event)
-            caller_hash = (
-                keyed_hash(self.hash_key, reporter) if reporter.startswith("caller:") else ""
-            )
+            caller = caller_key(event.caller)
+            # Equal to the reporter hash on the incident stream when the caller is the
+            # reporter, so the two tables join on it.
+            caller_hash = keyed_hash(self.hash_key, caller) if caller else ""
             rows: Rows = {
                 "calls": [
                     {

@@ -74,12 +74,11 @@ async def projection_lag(service: "Service") -> dict[str, Any]:
     if sink is None:
         return {"enabled": False}
     ends: dict[tuple[str, int], int] = {}
-    if consumer is not None:
+    if consumer is not None and consumer.assignment():
         assigned: set[TopicPartition] = consumer.assignment()
-        for tp in assigned:
-            end = consumer.highwater(tp)
-            if end is None:
-                end = (await consumer.end_offsets([tp]))[tp]
+        # Ask the broker: the consumer's own highwater is only as fresh as its last fetch,
+        # and it does not fetch while the sink waits for the store.
+        for tp, end in (await consumer.end_offsets(list(assigned))).items():
             ends[(tp.topic, tp.partition)] = end
             if (tp.topic, tp.partition) not in sink.flushed:
                 committed = await consumer.committed(tp)

@@ -111,3 +111,6 @@ def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> 
     running = start_worker(broker, tmp_path_factory.mktemp("worker"))
     yield running
     running.stop()
+
+
+from tests.integration.clickhouse_fixtures import chdb_path, clickhouse_server, store  # noqa: E402, F401

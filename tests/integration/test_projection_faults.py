@@ -1,0 +1,104 @@
+"""A real worker projecting into a real ClickHouse server that goes away and comes back."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from projections.backends import open_store
+from streams.broker import EmbeddedBroker
+from tests.integration.conftest import Worker, start_worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def call(premise: str) -> dict[str, Any]:
+    return {
+        "type": "call_reported",
+        "schema_version": 1,
+        "event_id": f"call-{uuid.uuid4()}",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "utility": "power",
+        "premise_id": premise,
+        "caller": "+1 212 555 0199",
+        "symptom": "no_power",
+    }
+
+
+def incident_stream_ids(bootstrap: str) -> set[str]:
+    """Every event id on the incidents topic, read from the beginning."""
+
+    async def read() -> set[str]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            parts = [
+                TopicPartition("incidents", p)
+                for p in sorted(consumer.partitions_for_topic("incidents") or ())
+            ]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            ids: set[str] = set()
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    ids |= {json.loads(r.value)["event_id"] for r in records}
+            return ids
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_store_outage_loses_nothing_and_duplicates_nothing(
+    broker: EmbeddedBroker, clickhouse_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ClickHouse stops while calls flow: correlation goes on; afterwards every event is in once."""
+    url = f"clickhouse://{clickhouse_server.host}:{clickhouse_server.port}/fault_{uuid.uuid4().hex[:8]}"
+    worker: Worker = start_worker(
+        broker,
+        tmp_path_factory.mktemp("fault"),
+        OUTAGE_CLICKHOUSE_URL=url,
+        OUTAGE_SINK_FLUSH_SECONDS="0.2",
+    )
+    store = open_store(url, tmp_path_factory.mktemp("unused"))
+    try:
+        posted = []
+        for n in (1, 2, 3):
+            body = call(f"P-FDR1-T2-F1-B1-{n}")
+            assert worker.post("/v1/calls", body)[0] == 202
+            posted.append(body["event_id"])
+        wait_for(lambda: worker.get("/v1/projections/lag")[1]["rows_written"] > 0)
+        wait_for(lambda: len(store.query("SELECT event_id FROM calls FINAL")) == 3)
+
+        clickhouse_server.stop()
+        for n in (1, 2, 3):
+            body = call(f"P-FDR2-T2-F1-B1-{n}")
+            assert worker.post("/v1/calls", body)[0] == 202
+            posted.append(body["event_id"])
+        # Correlation does not wait for the store.
+        wait_for(
+            lambda: (
+                worker.get("/v1/outages?premise=P-FDR2-T2-F1-B1-4")[1]["status"] == "known_fault"
+            )
+        )
+        lag = wait_for(lambda: (lag := worker.get("/v1/projections/lag")[1])["store_error"] and lag)
+        assert lag["events_behind"] > 0
+
+        clickhouse_server.start()
+        wait_for(lambda: worker.get("/v1/projections/lag")[1]["events_behind"] == 0, timeout=90)
+        calls = store.query("SELECT event_id, count() AS n FROM calls FINAL GROUP BY event_id")
+        assert sorted(r["event_id"] for r in calls) == sorted(posted)
+        assert all(r["n"] == 1 for r in calls)
+        archived = store.query("SELECT event_id FROM incident_events FINAL")
+        ids = [r["event_id"] for r in archived]
+        assert len(ids) == len(set(ids))
+        assert set(ids) == incident_stream_ids(broker.bootstrap)
+    finally:
+        store.close()
+        worker.stop()
