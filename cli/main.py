@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     back.add_argument("--incident", required=True)
     for sub in (day, reports.choices["handover"], back):
         sub.add_argument("--format", choices=["table", "csv", "json"], default="table")
+        sub.add_argument(
+            "--api", metavar="URL", help="ask a running service (e.g. http://127.0.0.1:8080)"
+        )
 
     proj = commands.add_parser("projections", help="the ClickHouse read models")
     proj_commands = proj.add_subparsers(dest="projections_command", required=True)
@@ -148,30 +151,73 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from projections.backends import open_store
-    from projections.chart import calls_per_hour_png
-    from projections.reports import callbacks, daily, handover
     from streams.settings import Settings
 
     settings = Settings()
+    if args.api:
+        sys.stdout.write(report_from_api(args, args.api))
+        return 0
+    try:
+        made = report_from_store(args, settings)
+    except RuntimeError as error:
+        if settings.clickhouse_url:
+            raise
+        # chDB allows one process per directory: the running service has it. Ask the service.
+        api = f"http://{settings.web_host}:{settings.web_port}"
+        print(f"outage: {settings.chdb_dir} is in use ({error}); asking {api}", file=sys.stderr)
+        sys.stdout.write(report_from_api(args, api))
+        return 0
+    sys.stdout.write(made.render(args.format))
+    return 0
+
+
+def report_from_store(args: argparse.Namespace, settings: Any) -> Any:
+    from projections.backends import open_store
+    from projections.chart import calls_per_hour_png
+    from projections.reports import callbacks, daily, handover
+
     store = open_store(settings.clickhouse_url, settings.chdb_dir)
     try:
         store.migrate()
         if args.report == "daily":
             rules = CorrelationRules.load(settings.rules)
             day = args.date or datetime.now(UTC).date()
-            made = daily(store, day, rules.handling_deadlines())
+            made = daily(store, day, rules.handling_deadlines(), datetime.now(UTC))
             if args.chart and made.chart:
                 calls_per_hour_png(made.chart, args.chart)
                 print(f"chart written to {args.chart}", file=sys.stderr)
-        elif args.report == "handover":
-            made = handover(store, datetime.now(UTC))
-        else:
-            made = callbacks(store, args.incident)
+            return made
+        if args.report == "handover":
+            return handover(store, datetime.now(UTC))
+        return callbacks(store, args.incident)
     finally:
         store.close()
-    sys.stdout.write(made.render(args.format))
-    return 0
+
+
+def report_from_api(args: argparse.Namespace, api: str) -> str:
+    """The same report from a running service's HTTP API."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query: dict[str, str] = {"format": args.format}
+    if args.report == "daily" and args.date:
+        query["date"] = args.date.isoformat()
+    if args.report == "callbacks":
+        query["incident"] = args.incident
+    url = f"{api.rstrip('/')}/v1/reports/{args.report}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            text: str = response.read().decode()
+    except urllib.error.HTTPError as error:
+        raise ValueError(json.loads(error.read() or b"{}").get("error", str(error))) from None
+    except urllib.error.URLError as error:
+        raise ValueError(f"cannot reach the service at {api}: {error.reason}") from None
+    if args.report == "daily" and args.chart:
+        with urllib.request.urlopen(url.replace(f"format={args.format}", "format=png")) as png:
+            args.chart.write_bytes(png.read())
+        print(f"chart written to {args.chart}", file=sys.stderr)
+    return text
 
 
 def run_rebuild(args: argparse.Namespace) -> int:

@@ -90,6 +90,8 @@ class Report:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_text(v) or '-'}" for k, v in value.items())
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
@@ -151,10 +153,14 @@ def _family(store: Store, incident_ids: list[str]) -> dict[str, str]:
 # -- daily ----------------------------------------------------------------------------------
 
 
-def daily(store: Store, day: date, deadlines: dict[str, timedelta]) -> Report:
-    """The day's report (UTC day). `deadlines`: handling deadline per utility."""
+def daily(
+    store: Store, day: date, deadlines: dict[str, timedelta], now: datetime | None = None
+) -> Report:
+    """The day's report (UTC day). `deadlines`: handling deadline per utility; an incident
+    still open counts as open until `now` (or the end of the day, if that is earlier)."""
     start = datetime.combine(day, time(), tzinfo=UTC)
     end = start + timedelta(days=1)
+    until = min(end, now) if now else end
     window = {"start": start, "end": end}
     per_hour = store.query(
         render(
@@ -226,7 +232,7 @@ def daily(store: Store, day: date, deadlines: dict[str, timedelta]) -> Report:
     past_deadline = []
     for i in unplanned:
         limit = deadlines.get(i["utility"])
-        finished = i["restored_at"] or end
+        finished = i["restored_at"] or until
         if limit is not None and finished - i["opened_at"] > limit:
             past_deadline.append(
                 {

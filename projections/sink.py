@@ -18,7 +18,7 @@ import structlog
 
 from projections.rows import IncidentRow, Projector, Rows
 from projections.sql import render
-from projections.store import Store
+from projections.store import Store, StoreUnavailable
 
 log = structlog.get_logger("outage.sink")
 
@@ -67,7 +67,12 @@ class Sink:
     def store(self) -> Store:
         """The open, migrated store (on the store thread only)."""
         if self._store is None:
-            store = self.open_store()
+            try:
+                store = self.open_store()
+            except StoreUnavailable:
+                raise
+            except Exception as error:  # e.g. chDB: the directory is held by another process
+                raise StoreUnavailable(f"cannot open the store: {error}") from error
             applied = store.migrate()
             if applied:
                 log.info("store.migrated", applied=applied)

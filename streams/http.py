@@ -236,7 +236,9 @@ def register(service: Service) -> None:
                 day = date.fromisoformat(raw) if raw else datetime.now(UTC).date()
             except ValueError:
                 return problem(self, 400, f"date must be YYYY-MM-DD, not {raw!r}")
-            return await report(self, request, lambda store: daily(store, day, deadlines))
+            return await report(
+                self, request, lambda store: daily(store, day, deadlines, datetime.now(UTC))
+            )
 
     @app.page("/v1/reports/handover")
     class HandoverReport(View):

@@ -195,3 +195,15 @@ def test_a_repeated_batch_and_a_rebuild_give_identical_results(
     rebuilt = sink_for(store)
     rebuild_from_files(rebuilt, [inbound], [derived])
     assert reports(rebuilt) == once
+
+
+def test_an_open_incident_is_past_its_deadline_only_once_the_deadline_has_passed(
+    store: Store,
+) -> None:
+    """Asked at 13:00, the incident opened at 09:10 is 3 h 50 in: not yet past its 4 hours."""
+    sink = sink_for(store)
+    sink.write_now(messages())
+    early = sink.run_now(lambda s: daily(s, DAY, RULES.handling_deadlines(), at(5 * 60)))
+    late = sink.run_now(lambda s: daily(s, DAY, RULES.handling_deadlines(), at(6 * 60)))
+    assert early.summary["incidents_past_deadline"] == 0
+    assert late.summary["incidents_past_deadline"] == 1
