@@ -48,8 +48,9 @@ system-deps:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y clickhouse-server clickhouse-client; \
 	fi
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(PY) -m bench.run
+	$(PY) -m bench.projections
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -29,6 +29,7 @@ from correlators.rules import CorrelationRules
 from correlators.state import DomainState
 from events.codec import encode
 from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams import logs
 from topology.load import load_topology
 from topology.samples import POWER_CSV
 
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=300, help="storm waves (about 16 events each)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    logs.configure("WARNING", "console")  # figures on stdout, not the services' chatter
 
     topology = load_topology(POWER_CSV)
     correlator = Correlator(topology, CorrelationRules.load())

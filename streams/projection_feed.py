@@ -8,13 +8,14 @@ one batch and the query results stay exact.
 """
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from projections.sink import Message
+from projections.sink import Message, Sink
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -24,15 +25,20 @@ log = structlog.get_logger("outage.projections")
 TOPICS = ("calls", "scada", "planned-works", "incidents")
 
 
-async def feed_projections(service: "Service") -> None:
+async def feed_projections(
+    sink: Sink,
+    bootstrap: str,
+    group_id: str,
+    *,
+    batch_size: int,
+    flush_seconds: float,
+    on_consumer: Callable[[AIOKafkaConsumer | None], None] = lambda _: None,
+) -> None:
     """Consume the inbound topics and the incident stream into the sink, forever."""
-    sink = service.sink
-    assert sink is not None
-    settings = service.settings
     consumer = AIOKafkaConsumer(
         *TOPICS,
-        bootstrap_servers=service.bootstrap,
-        group_id=f"{settings.app_id}-projections",
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         metadata_max_age_ms=5000,
@@ -43,12 +49,11 @@ async def feed_projections(service: "Service") -> None:
         max_poll_interval_ms=24 * 3600 * 1000,
     )
     await consumer.start()
-    service.projection_consumer = consumer
+    on_consumer(consumer)
     try:
         while True:
             batch = await consumer.getmany(
-                timeout_ms=int(settings.sink_flush_seconds * 1000),
-                max_records=settings.sink_batch_size,
+                timeout_ms=int(flush_seconds * 1000), max_records=batch_size
             )
             messages = [
                 Message(tp.topic, tp.partition, r.offset, r.timestamp, r.value or b"")
@@ -64,15 +69,19 @@ async def feed_projections(service: "Service") -> None:
                 # The group moved on (rebalance): the batch will come again and collapse.
                 log.warning("projections.commit_failed", messages=len(messages))
     finally:
-        service.projection_consumer = None
+        on_consumer(None)
         await consumer.stop()
 
 
 async def projection_lag(service: "Service") -> dict[str, Any]:
-    """Events on the topics not yet in the store, and how old the newest written one is."""
-    sink, consumer = service.sink, service.projection_consumer
-    if sink is None:
+    """The lag of this worker's sink (see `sink_lag`)."""
+    if service.sink is None:
         return {"enabled": False}
+    return {"enabled": True, **await sink_lag(service.sink, service.projection_consumer)}
+
+
+async def sink_lag(sink: Sink, consumer: AIOKafkaConsumer | None) -> dict[str, Any]:
+    """Events on the topics not yet in the store, and how old the newest written one is."""
     ends: dict[tuple[str, int], int] = {}
     if consumer is not None and consumer.assignment():
         assigned: set[TopicPartition] = consumer.assignment()
@@ -83,14 +92,27 @@ async def projection_lag(service: "Service") -> dict[str, Any]:
             if (tp.topic, tp.partition) not in sink.flushed:
                 committed = await consumer.committed(tp)
                 sink.flushed.setdefault((tp.topic, tp.partition), (committed or 0) - 1)
-    return {"enabled": True, "connected": consumer is not None, **sink.lag(ends)}
+    return {"connected": consumer is not None, **sink.lag(ends)}
 
 
 async def keep_feeding(service: "Service") -> None:
     """`feed_projections`, restarted after any failure: a crashed task would stop the worker."""
+    assert service.sink is not None
+    settings = service.settings
+
+    def attach(consumer: AIOKafkaConsumer | None) -> None:
+        service.projection_consumer = consumer
+
     while True:
         try:
-            await feed_projections(service)
+            await feed_projections(
+                service.sink,
+                service.bootstrap,
+                f"{settings.app_id}-projections",
+                batch_size=settings.sink_batch_size,
+                flush_seconds=settings.sink_flush_seconds,
+                on_consumer=attach,
+            )
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -292,7 +292,7 @@ def test_server_stopped_raises_store_unavailable_then_recovers(
 
 def test_unreachable_server_from_the_start_raises_store_unavailable() -> None:
     """A store pointed at a port nobody listens on raises StoreUnavailable, not a socket error."""
-    from tests.integration.clickhouse_fixtures import free_port
+    from streams.broker import free_port
 
     store = ClickHouseServerStore("127.0.0.1", free_port(), connect_timeout=1)
     with pytest.raises(StoreUnavailable, match="unreachable"):
