@@ -30,9 +30,9 @@ from projections.backends import open_store
 from projections.local_server import ClickHouseServer, server_binary
 from projections.rows import Projector
 from projections.sink import Message, Sink
+from streams import logs
 from streams.broker import EmbeddedBroker, create_topics
 from streams.projection_feed import TOPICS, feed_projections, sink_lag
-from streams import logs
 from topology.load import load_topology
 from topology.samples import POWER_CSV
 

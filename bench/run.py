@@ -28,8 +28,8 @@ from correlators.routing import route
 from correlators.rules import CorrelationRules
 from correlators.state import DomainState
 from events.codec import encode
-from streams.broker import EmbeddedBroker, create_topics, free_port
 from streams import logs
+from streams.broker import EmbeddedBroker, create_topics, free_port
 from topology.load import load_topology
 from topology.samples import POWER_CSV
 
