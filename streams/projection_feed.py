@@ -103,6 +103,10 @@ async def keep_feeding(service: "Service") -> None:
     def attach(consumer: AIOKafkaConsumer | None) -> None:
         service.projection_consumer = consumer
 
+    try:  # migrations are applied on start; if the store is down, the first write retries
+        await service.sink.run(lambda store: None)
+    except Exception as error:
+        log.warning("store.unavailable_at_start", error=str(error))
     while True:
         try:
             await feed_projections(
