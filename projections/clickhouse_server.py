@@ -69,17 +69,7 @@ class ClickHouseServerStore:
 
     def migrate(self) -> list[str]:
         """Apply the numbered migrations not yet applied; return the names applied."""
-        self.command(migrate.CREATE_BOOKKEEPING)
-        applied = {row["name"] for row in self.query(migrate.APPLIED)}
-        names: list[str] = []
-        for name, statements in migrate.pending(applied):
-            for statement in statements:
-                self.command(statement)
-            self.insert(
-                migrate.BOOKKEEPING_TABLE, [{"name": name, "applied_at": datetime.now(UTC)}]
-            )
-            names.append(name)
-        return names
+        return migrate.apply(self)
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows (all with the same keys, the table's columns) in one native batch."""

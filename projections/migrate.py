@@ -8,7 +8,12 @@ never edited; a change is a new, higher-numbered file.
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from projections.store import Store
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FILENAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
@@ -73,3 +78,16 @@ def pending(applied: Iterable[str], directory: Path = MIGRATIONS) -> list[Migrat
     """The migrations not in `applied`, in the order they must run."""
     done = set(applied)
     return [(name, statements) for name, statements in migrations(directory) if name not in done]
+
+
+def apply(store: "Store") -> list[str]:
+    """Apply to `store` the migrations it has not had yet; return the names applied."""
+    store.command(CREATE_BOOKKEEPING)
+    applied = {row["name"] for row in store.query(APPLIED)}
+    names: list[str] = []
+    for name, statements in pending(applied):
+        for statement in statements:
+            store.command(statement)
+        store.insert(BOOKKEEPING_TABLE, [{"name": name, "applied_at": datetime.now(UTC)}])
+        names.append(name)
+    return names

@@ -33,6 +33,7 @@ from projections.sink import Sink
 from streams.broker import acreate_topics
 from streams.projection_feed import keep_feeding
 from streams.settings import Settings
+from streams.tasks import keep_running
 
 log = structlog.get_logger("outage")
 
@@ -151,20 +152,14 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         partitions=settings.partitions,
     )
 
-    @app.agent(calls, name="ingest-calls")
-    async def ingest_calls(stream: Any) -> None:
-        async for event in stream.events():
-            await ingest(service, "calls", event.value)
+    def ingest_agent(source: str, inbound: Any) -> None:
+        @app.agent(inbound, name=f"ingest-{source}")
+        async def ingest_source(stream: Any) -> None:
+            async for event in stream.events():
+                await ingest(service, source, event.value)
 
-    @app.agent(scada, name="ingest-scada")
-    async def ingest_scada(stream: Any) -> None:
-        async for event in stream.events():
-            await ingest(service, "scada", event.value)
-
-    @app.agent(works, name="ingest-planned-works")
-    async def ingest_works(stream: Any) -> None:
-        async for event in stream.events():
-            await ingest(service, "planned-works", event.value)
+    for source, inbound in (("calls", calls), ("scada", scada), ("planned-works", works)):
+        ingest_agent(source, inbound)
 
     @app.agent(correlate_topic, name="correlate")
     async def correlate(stream: Any) -> None:
@@ -173,15 +168,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
 
     @app.task
     async def incident_book() -> None:
-        # A crash in a faust task stops the whole worker: keep following, whatever happens.
-        while True:
-            try:
-                await follow_incident_stream(service)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("incident_book.restarting")
-                await asyncio.sleep(1.0)
+        await keep_running("incident_book", lambda: follow_incident_stream(service))
 
     @app.timer(interval=settings.tick_seconds)
     async def tick() -> None:

@@ -7,7 +7,6 @@ down would commit offsets of rows never written. Here the offsets move only afte
 one batch and the query results stay exact.
 """
 
-import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from projections.sink import Message, Sink
+from streams.tasks import keep_running
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -96,29 +96,26 @@ async def sink_lag(sink: Sink, consumer: AIOKafkaConsumer | None) -> dict[str, A
 
 
 async def keep_feeding(service: "Service") -> None:
-    """`feed_projections`, restarted after any failure: a crashed task would stop the worker."""
-    assert service.sink is not None
+    """The worker's projection feed: migrations first, then `feed_projections`, for good."""
+    sink = service.sink
+    assert sink is not None
     settings = service.settings
 
     def attach(consumer: AIOKafkaConsumer | None) -> None:
         service.projection_consumer = consumer
 
     try:  # migrations are applied on start; if the store is down, the first write retries
-        await service.sink.run(lambda store: None)
+        await sink.run(lambda store: None)
     except Exception as error:
         log.warning("store.unavailable_at_start", error=str(error))
-    while True:
-        try:
-            await feed_projections(
-                service.sink,
-                service.bootstrap,
-                f"{settings.app_id}-projections",
-                batch_size=settings.sink_batch_size,
-                flush_seconds=settings.sink_flush_seconds,
-                on_consumer=attach,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("projections.restarting")
-            await asyncio.sleep(1.0)
+    await keep_running(
+        "projections",
+        lambda: feed_projections(
+            sink,
+            service.bootstrap,
+            f"{settings.app_id}-projections",
+            batch_size=settings.sink_batch_size,
+            flush_seconds=settings.sink_flush_seconds,
+            on_consumer=attach,
+        ),
+    )
