@@ -66,7 +66,14 @@ def test_calls_from_several_flats_make_a_known_fault_for_the_neighbour(worker: W
         assert answer["event_id"] == body["event_id"]
         ids.append(body["event_id"])
 
-    answer = wait_for(lambda: (a := lookup(worker, NEIGHBOUR))["status"] == "known_fault" and a)
+    # The incident and the calls attached to it are separate events: wait for all of them.
+    answer = wait_for(
+        lambda: (
+            (a := lookup(worker, NEIGHBOUR))["status"] == "known_fault"
+            and len(a["incident"]["call_ids"]) == len(ids)
+            and a
+        )
+    )
     incident = answer["incident"]
     assert incident["device_id"] == BUILDING
     assert sorted(incident["call_ids"]) == sorted(ids)
