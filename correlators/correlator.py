@@ -14,21 +14,26 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from correlators.rules import CorrelationRules, LevelRule
 from correlators.state import DomainState, Incident, PendingCall, PlannedWork
 from events.derived import (
+    AcknowledgementRecorded,
     AlertRaised,
     CallAttached,
     CallPending,
+    CauseRecorded,
+    DeadlinePassed,
     DerivedBase,
+    EtrRecorded,
     IncidentConfirmed,
     IncidentEscalated,
     IncidentOpened,
     IncidentRestored,
     IncidentsMerged,
     IncidentStale,
+    IncidentUnacknowledged,
     IndividualFault,
     PlannedWorkRegistered,
     PlannedWorkWithdrawn,
@@ -37,6 +42,10 @@ from events.inbound import (
     FAULT_SIGNALS,
     RESTORE_SIGNALS,
     CallReported,
+    CauseSet,
+    EtrSet,
+    IncidentAcknowledged,
+    OperatorActions,
     PlannedWorkCancelled,
     PlannedWorkScheduled,
     ScadaSignal,
@@ -143,7 +152,9 @@ class Correlator:
             return self._on_signal(state, event)
         if isinstance(event, PlannedWorkScheduled):
             return self._on_work_scheduled(state, event)
-        return self._on_work_cancelled(state, event)
+        if isinstance(event, PlannedWorkCancelled):
+            return self._on_work_cancelled(state, event)
+        return self._on_action(state, event)
 
     def _timers_due(self, state: DomainState, now: datetime) -> list[DerivedBase]:
         due: list[tuple[datetime, str, list[DerivedBase]]] = []
@@ -178,6 +189,9 @@ class Correlator:
                 due.append(
                     (stale_at, stale.event_id, [stale, self._alert(stale, incident, summary)])
                 )
+        for incident in state.incidents.values():
+            if not incident.planned:
+                due += self._escalations_due(state, incident, now)
         for work in state.planned.values():
             if not work.incident_ids and work.starts_at <= now:
                 # Open even when the whole window passed between two timer runs: how often
@@ -198,6 +212,94 @@ class Correlator:
                 due.append((work.ends_at, work.work_id, ends))
         due.sort(key=lambda entry: (entry[0], entry[1]))
         return [event for _, _, events in due for event in events]
+
+    def _escalations_due(
+        self, state: DomainState, incident: Incident, now: datetime
+    ) -> list[tuple[datetime, str, list[DerivedBase]]]:
+        """Unacknowledged reminders and handling-deadline steps whose time has come.
+
+        Every step due by `now` is emitted at its own time, so a tick every second and a
+        replay that jumps an hour at once decide the same reminders.
+        """
+        rules = self.rules.for_utility(incident.utility)
+        due: list[tuple[datetime, str, list[DerivedBase]]] = []
+        if incident.acknowledged_by is None:
+            for count in range(incident.reminders_sent + 1, rules.ack_reminders + 1):
+                at = incident.opened_at + timedelta(minutes=rules.ack_within_minutes * count)
+                if at > now:
+                    break
+                reminder = IncidentUnacknowledged(
+                    event_id=f"{incident.incident_id}/unacknowledged/{count}",
+                    occurred_at=at,
+                    domain=state.domain,
+                    incident_id=incident.incident_id,
+                    correlation_id=incident.incident_id,
+                    count=count,
+                )
+                last = count == rules.ack_reminders
+                minutes = round((at - incident.opened_at).total_seconds() / 60)
+                summary = f"not acknowledged after {minutes} minutes" + (
+                    "; escalated to the supervisor" if last else ""
+                )
+                alert = self._alert(reminder, incident, summary, escalation=2 if last else 1)
+                due.append((at, reminder.event_id, [reminder, alert]))
+        deadline = incident.opened_at + rules.handling_deadline
+        later = deadline + timedelta(minutes=rules.deadline_escalate_after_minutes)
+        for stage, at in ((1, deadline), (2, later)):
+            if stage <= incident.deadline_stage or at > now:
+                continue
+            passed = DeadlinePassed(
+                event_id=f"{incident.incident_id}/deadline/{stage}",
+                occurred_at=at,
+                domain=state.domain,
+                incident_id=incident.incident_id,
+                correlation_id=incident.incident_id,
+                stage=stage,
+                deadline=deadline,
+            )
+            hours = rules.handling_deadline.total_seconds() / 3600
+            summary = f"open past its {hours:g}-hour handling deadline" + (
+                "; escalated to the supervisor" if stage == 2 else ""
+            )
+            kind = "deadline_escalated" if stage == 2 else "deadline_reminder"
+            alert = self._alert(passed, incident, summary, kind=kind, escalation=stage)
+            due.append((at, passed.event_id, [passed, alert]))
+        return due
+
+    def _on_action(self, state: DomainState, action: OperatorActions) -> list[DerivedBase]:
+        """A shift lead's action on an open incident; on a closed or unknown one, nothing."""
+        incident = state.incidents.get(action.incident_id)
+        if incident is None:
+            return []
+        common = {
+            "occurred_at": action.occurred_at,
+            "domain": state.domain,
+            "incident_id": incident.incident_id,
+            "correlation_id": incident.incident_id,
+            "causation_id": action.event_id,
+        }
+        prefix = f"{incident.incident_id}/{action.type}/{action.event_id}"
+        if isinstance(action, IncidentAcknowledged):
+            return [
+                AcknowledgementRecorded(event_id=prefix, by=action.by, note=action.note, **common)
+            ]
+        if isinstance(action, CauseSet):
+            return [CauseRecorded(event_id=prefix, by=action.by, cause=action.cause, **common)]
+        if isinstance(action, EtrSet):
+            return [EtrRecorded(event_id=prefix, by=action.by, etr=action.etr, **common)]
+        reason = f"resolved by {action.by}" + (f": {action.note}" if action.note else "")
+        restored = self._restored(
+            state.domain,
+            incident.incident_id,
+            incident.device_id,
+            reason,
+            action.occurred_at,
+            causation=action.event_id,
+            by=action.by,
+        )
+        if incident.planned:
+            return [restored]
+        return [restored, self._alert(restored, incident, reason)]
 
     def _on_call(self, state: DomainState, call: CallReported, node_id: str) -> list[DerivedBase]:
         reporter = reporter_of(call)
@@ -227,8 +329,10 @@ class Correlator:
             return [self._attach(state.domain, planned, pending)]
         incident = self._covering(state, node_id, planned=False, at=call.occurred_at)
         if incident is not None:
-            out: list[DerivedBase] = [self._attach(state.domain, incident, pending)]
+            attached = self._attach(state.domain, incident, pending)
+            out: list[DerivedBase] = [attached]
             out += self._grown(state, incident, pending)
+            out += self._repeat_caller(incident, attached)
             target = self._roll_up_target(state, incident.device_id, call.occurred_at, pending)
             if target is not None:
                 # The call is attached above: rolling its incident up carries it along.
@@ -549,6 +653,16 @@ class Correlator:
             known.add(call.reporter)
         return out
 
+    def _repeat_caller(self, incident: Incident, attached: CallAttached) -> list[DerivedBase]:
+        """The same caller the configured number of times about one incident: a complaint risk."""
+        if not attached.repeat:
+            return []
+        calls = incident.repeats.get(attached.reporter, 0) + 2  # this one and the first
+        if calls != self.rules.for_utility(incident.utility).repeat_caller_calls:
+            return []
+        summary = f"the same caller has called {calls} times about it (complaint risk)"
+        return [self._alert(attached, incident, summary, kind="repeat_caller")]
+
     def _grown(
         self, state: DomainState, incident: Incident, call: PendingCall
     ) -> list[DerivedBase]:
@@ -627,8 +741,10 @@ class Correlator:
         reason: str,
         at: datetime,
         causation: str | None = None,
+        by: str | None = None,
     ) -> IncidentRestored:
         return IncidentRestored(
+            by=by,
             event_id=f"{incident_id}/restored",
             occurred_at=at,
             domain=domain,
@@ -641,20 +757,19 @@ class Correlator:
 
     def _alert(
         self,
-        cause: IncidentOpened
-        | IncidentEscalated
-        | IncidentConfirmed
-        | IncidentRestored
-        | IncidentStale,
+        cause: DerivedBase,
         incident: Incident,
         summary: str,
         *,
         device: str | None = None,
         customers: int | None = None,
+        kind: str | None = None,
+        escalation: int = 0,
     ) -> AlertRaised:
         device = device or incident.device_id
         customers = incident.customers_affected if customers is None else customers
         confirmed = incident.phase == "confirmed" or isinstance(cause, IncidentConfirmed)
+        path = self.topology.path(device)
         return AlertRaised(
             event_id=f"alert/{cause.event_id}",
             occurred_at=cause.occurred_at,
@@ -662,12 +777,14 @@ class Correlator:
             incident_id=incident.incident_id,
             correlation_id=incident.incident_id,
             causation_id=cause.event_id,
-            kind=cause.type,
+            kind=kind or cause.type,  # incident event types double as alert kinds
             severity=self.rules.severity(customers, confirmed),
             utility=incident.utility,
             device_id=device,
             customers_affected=customers,
             summary=summary,
+            area=path[1] if len(path) > 1 else path[0],
+            escalation=escalation,
         )
 
     @staticmethod
@@ -685,6 +802,7 @@ class Correlator:
             planned=opened.planned,
             work_id=opened.work_id,
             confirmed_by=opened.device_id if opened.phase == "confirmed" else None,
+            etr=opened.etr,
         )
 
     @staticmethod
@@ -692,6 +810,12 @@ class Correlator:
         return sorted(incidents, key=lambda i: (i.opened_at, i.incident_id))
 
     # -- evolve ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _update(state: DomainState, incident_id: str, **changes: object) -> None:
+        incident = state.incidents.get(incident_id)
+        if incident is not None:
+            state.incidents[incident_id] = incident.model_copy(update=changes)
 
     def evolve(self, state: DomainState, event: DerivedBase) -> DomainState:
         """Fold one derived event into the domain state (in place; returns it)."""
@@ -716,12 +840,15 @@ class Correlator:
             case CallAttached():
                 state.pending.pop(event.call_id, None)
                 incident = state.incidents[event.incident_id]
-                reporters = incident.reporters
+                reporters, repeats = incident.reporters, incident.repeats
                 if event.reporter not in reporters:
                     reporters = (*reporters, event.reporter)
+                elif event.repeat:
+                    repeats = {**repeats, event.reporter: repeats.get(event.reporter, 0) + 1}
                 state.incidents[event.incident_id] = incident.model_copy(
                     update={
                         "reporters": reporters,
+                        "repeats": repeats,
                         "last_report_at": max(incident.last_report_at, event.occurred_at),
                         "phase": "suspected" if incident.phase == "stale" else incident.phase,
                     }
@@ -765,6 +892,16 @@ class Correlator:
             case IncidentStale():
                 incident = state.incidents[event.incident_id]
                 state.incidents[event.incident_id] = incident.model_copy(update={"phase": "stale"})
+            case AcknowledgementRecorded():
+                self._update(state, event.incident_id, acknowledged_by=event.by)
+            case CauseRecorded():
+                self._update(state, event.incident_id, cause=event.cause)
+            case EtrRecorded():
+                self._update(state, event.incident_id, etr=event.etr)
+            case IncidentUnacknowledged():
+                self._update(state, event.incident_id, reminders_sent=event.count)
+            case DeadlinePassed():
+                self._update(state, event.incident_id, deadline_stage=event.stage)
             case PlannedWorkRegistered():
                 state.planned[event.work_id] = PlannedWork(
                     work_id=event.work_id,

@@ -11,7 +11,7 @@ from typing import Any
 from correlators.correlator import Correlator
 from correlators.routing import Inbound, Unroutable, route
 from correlators.state import DomainState
-from events.derived import DerivedBase
+from events.derived import DerivedBase, IncidentOpened
 from projections.incidents import IncidentBook
 
 
@@ -44,15 +44,20 @@ def replay(correlator: Correlator, events: Iterable[Inbound]) -> ReplayResult:
     """Correlate `events` in order and return every derived event and the incident book."""
     result = ReplayResult()
     states: dict[str, DomainState] = {}
+    incident_domains: dict[str, str] = {}  # for operator actions, as the live book knows them
     for event in events:
         try:
-            routed = route(correlator.topology, event)
+            routed = route(correlator.topology, event, incident_domains)
         except Unroutable as error:
             result.rejected.append({"event_id": event.event_id, "reason": error.reason})
             continue
         for item in routed:
             state = states.setdefault(item.domain, correlator.initial_state(item.domain))
-            result.derived += correlator.handle(state, item)
+            decided = correlator.handle(state, item)
+            incident_domains |= {
+                d.incident_id: d.domain for d in decided if isinstance(d, IncidentOpened)
+            }
+            result.derived += decided
     for domain in sorted(states):
         result.derived += correlator.flush(states[domain])
     result.book.apply_all(result.derived)

@@ -6,12 +6,19 @@ HTTP API (to answer 4xx at once), the stream agents and the offline replay.
 """
 
 from collections import defaultdict
+from collections.abc import Mapping
 
-from events.inbound import CallReported, PlannedWorkCancelled, PlannedWorkScheduled, ScadaSignal
+from events.inbound import (
+    CallReported,
+    OperatorActions,
+    PlannedWorkCancelled,
+    PlannedWorkScheduled,
+    ScadaSignal,
+)
 from events.internal import Routed
 from topology.model import Topology, UnresolvedLocation
 
-Inbound = CallReported | ScadaSignal | PlannedWorkScheduled | PlannedWorkCancelled
+Inbound = CallReported | ScadaSignal | PlannedWorkScheduled | PlannedWorkCancelled | OperatorActions
 
 
 class Unroutable(ValueError):
@@ -23,8 +30,19 @@ class Unroutable(ValueError):
         self.suggestions = suggestions or []
 
 
-def route(topology: Topology, event: Inbound) -> list[Routed]:
-    """One `Routed` per domain the event concerns (several only for planned works)."""
+def route(
+    topology: Topology, event: Inbound, incident_domains: Mapping[str, str] | None = None
+) -> list[Routed]:
+    """One `Routed` per domain the event concerns (several only for planned works).
+
+    An operator action goes to its incident's domain, found in `incident_domains` (the
+    incident book's, or the replay's own).
+    """
+    if isinstance(event, OperatorActions):
+        domain = incident_domains.get(event.incident_id) if incident_domains is not None else None
+        if domain is None:
+            raise Unroutable(f"unknown incident {event.incident_id!r}")
+        return [Routed(domain=domain, event=event)]
     if isinstance(event, CallReported):
         return [_route_call(topology, event)]
     if isinstance(event, ScadaSignal):

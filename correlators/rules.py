@@ -34,6 +34,10 @@ class UtilityRules(BaseModel):
     window_minutes: float = Field(gt=0)
     stale_after_minutes: float = Field(gt=0)
     handling_deadline_minutes: float = Field(default=240, gt=0)
+    deadline_escalate_after_minutes: float = Field(default=60, gt=0)
+    ack_within_minutes: float = Field(default=15, gt=0)
+    ack_reminders: int = Field(default=2, ge=0)
+    repeat_caller_calls: int = Field(default=3, ge=2)
     growth_levels: tuple[int, ...] = ()
     levels: dict[str, LevelRule] = {}
 

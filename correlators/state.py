@@ -45,6 +45,12 @@ class Incident(BaseModel):
     work_id: str | None = None
     confirmed_by: str | None = None
     reporters: tuple[str, ...] = ()  # distinct reporters; the read model keeps the call ids
+    repeats: dict[str, int] = {}  # reporter -> calls after the first (complaint risk)
+    area: str = ""
+    etr: UtcDatetime | None = None
+    acknowledged_by: str | None = None
+    reminders_sent: int = 0  # unacknowledged reminders so far
+    deadline_stage: int = 0  # 1 reminder sent, 2 escalated to the supervisor
 
 
 class PlannedWork(BaseModel):

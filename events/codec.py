@@ -19,6 +19,10 @@ INBOUND_TYPES = (
     "scada_signal",
     "planned_work_scheduled",
     "planned_work_cancelled",
+    "incident_acknowledged",
+    "cause_set",
+    "etr_set",
+    "incident_resolved",
 )
 CURRENT_VERSION: dict[str, int] = dict.fromkeys(INBOUND_TYPES, 1)
 

@@ -111,6 +111,46 @@ class IncidentRestored(IncidentEvent):
     type: Literal["incident_restored"] = "incident_restored"
     device_id: str
     reason: str
+    by: str | None = Field(default=None, description="Who resolved it, when a person did.")
+
+
+class AcknowledgementRecorded(IncidentEvent):
+    """A shift lead owns the incident now; unacknowledged reminders stop."""
+
+    type: Literal["acknowledgement_recorded"] = "acknowledgement_recorded"
+    by: str
+    note: str | None = None
+
+
+class CauseRecorded(IncidentEvent):
+    """The cause was set by a person."""
+
+    type: Literal["cause_recorded"] = "cause_recorded"
+    by: str
+    cause: str
+
+
+class EtrRecorded(IncidentEvent):
+    """The expected time of restoration was set by a person."""
+
+    type: Literal["etr_recorded"] = "etr_recorded"
+    by: str
+    etr: UtcDatetime
+
+
+class IncidentUnacknowledged(IncidentEvent):
+    """Nobody acknowledged the incident in time: the `count`-th reminder is due."""
+
+    type: Literal["incident_unacknowledged"] = "incident_unacknowledged"
+    count: int
+
+
+class DeadlinePassed(IncidentEvent):
+    """The incident is open past its handling deadline: stage 1 reminds, stage 2 escalates."""
+
+    type: Literal["deadline_passed"] = "deadline_passed"
+    stage: int
+    deadline: UtcDatetime
 
 
 class IncidentStale(IncidentEvent):
@@ -148,12 +188,20 @@ class AlertRaised(IncidentEvent):
         "incident_confirmed",
         "incident_restored",
         "incident_stale",
+        "incident_unacknowledged",
+        "deadline_reminder",
+        "deadline_escalated",
+        "repeat_caller",
     ]
     severity: Severity
     utility: Utility
     device_id: str
     customers_affected: int
     summary: str
+    area: str = Field(default="", description="The child of the root the device is under.")
+    escalation: int = Field(
+        default=0, description="0 first notice, 1 reminder to the lead, 2 to the supervisor."
+    )
 
 
 DerivedEvent = Annotated[
@@ -168,6 +216,11 @@ DerivedEvent = Annotated[
     | IncidentStale
     | PlannedWorkRegistered
     | PlannedWorkWithdrawn
+    | AcknowledgementRecorded
+    | CauseRecorded
+    | EtrRecorded
+    | IncidentUnacknowledged
+    | DeadlinePassed
     | AlertRaised,
     Field(discriminator="type"),
 ]

@@ -96,7 +96,51 @@ class PlannedWorkCancelled(InboundBase):
     reason: Annotated[str, Field(max_length=500)] = "cancelled"
 
 
+class OperatorAction(InboundBase):
+    """Something a shift lead did to an incident; `by` is who (the login, once there is one)."""
+
+    incident_id: ShortText
+    by: ShortText
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class IncidentAcknowledged(OperatorAction):
+    """A shift lead took ownership: unacknowledged reminders stop."""
+
+    type: Literal["incident_acknowledged"] = "incident_acknowledged"
+
+
+class CauseSet(OperatorAction):
+    """The cause as the crew or the lead knows it, read out to callers from now on."""
+
+    type: Literal["cause_set"] = "cause_set"
+    cause: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class EtrSet(OperatorAction):
+    """The expected time of restoration, read out to callers from now on."""
+
+    type: Literal["etr_set"] = "etr_set"
+    etr: UtcDatetime
+
+
+class IncidentResolved(OperatorAction):
+    """A lead closed the incident by hand (supply is back, or it was no outage)."""
+
+    type: Literal["incident_resolved"] = "incident_resolved"
+
+
+ACTION_TYPES = ("incident_acknowledged", "cause_set", "etr_set", "incident_resolved")
+OperatorActions = IncidentAcknowledged | CauseSet | EtrSet | IncidentResolved
+
 InboundEvent = Annotated[
-    CallReported | ScadaSignal | PlannedWorkScheduled | PlannedWorkCancelled,
+    CallReported
+    | ScadaSignal
+    | PlannedWorkScheduled
+    | PlannedWorkCancelled
+    | IncidentAcknowledged
+    | CauseSet
+    | EtrSet
+    | IncidentResolved,
     Field(discriminator="type"),
 ]

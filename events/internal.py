@@ -5,7 +5,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.base import UtcDatetime
-from events.inbound import CallReported, PlannedWorkCancelled, PlannedWorkScheduled, ScadaSignal
+from events.inbound import (
+    CallReported,
+    CauseSet,
+    EtrSet,
+    IncidentAcknowledged,
+    IncidentResolved,
+    PlannedWorkCancelled,
+    PlannedWorkScheduled,
+    ScadaSignal,
+)
 
 
 class Tick(BaseModel):
@@ -27,9 +36,16 @@ class Routed(BaseModel):
     domain: str = Field(description="The tree root the node hangs from; the partition key.")
     node_id: str | None = Field(default=None, description="Resolved node (None for work orders).")
     resolved_by: str | None = None
-    event: CallReported | ScadaSignal | PlannedWorkScheduled | PlannedWorkCancelled = Field(
-        discriminator="type"
-    )
+    event: (
+        CallReported
+        | ScadaSignal
+        | PlannedWorkScheduled
+        | PlannedWorkCancelled
+        | IncidentAcknowledged
+        | CauseSet
+        | EtrSet
+        | IncidentResolved
+    ) = Field(discriminator="type")
 
     @property
     def occurred_at(self) -> UtcDatetime:

@@ -11,16 +11,21 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from events.derived import (
+    AcknowledgementRecorded,
     AlertRaised,
     CallAttached,
     CallPending,
+    CauseRecorded,
+    DeadlinePassed,
     DerivedBase,
+    EtrRecorded,
     IncidentConfirmed,
     IncidentEscalated,
     IncidentOpened,
     IncidentRestored,
     IncidentsMerged,
     IncidentStale,
+    IncidentUnacknowledged,
     IndividualFault,
 )
 
@@ -55,6 +60,9 @@ class IncidentView(BaseModel):
     reporters: int = 0
     repeat_calls: int = 0
     merged_into: str | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_by: str | None = None
     timeline: list[TimelineEntry] = []
 
     @property
@@ -198,7 +206,33 @@ class IncidentBook:
                     return
                 self._unindex(view.incident_id)
                 view.state, view.restored_at = "restored", event.occurred_at
+                view.resolved_by = event.by
                 self._note(event, f"restored: {event.reason}")
+            case AcknowledgementRecorded():
+                view = self.incidents.get(event.incident_id)
+                if view is None:
+                    return
+                view.acknowledged_by, view.acknowledged_at = event.by, event.occurred_at
+                self._note(
+                    event, f"acknowledged by {event.by}" + (f": {event.note}" if event.note else "")
+                )
+            case CauseRecorded():
+                view = self.incidents.get(event.incident_id)
+                if view is None:
+                    return
+                view.cause = event.cause
+                self._note(event, f"cause set by {event.by}: {event.cause}")
+            case EtrRecorded():
+                view = self.incidents.get(event.incident_id)
+                if view is None:
+                    return
+                view.etr = event.etr
+                self._note(event, f"ETR set by {event.by}: {event.etr:%Y-%m-%d %H:%M} UTC")
+            case IncidentUnacknowledged():
+                self._note(event, f"not acknowledged: reminder {event.count}")
+            case DeadlinePassed():
+                stage = "reminder" if event.stage == 1 else "escalated to the supervisor"
+                self._note(event, f"past its handling deadline: {stage}")
             case IncidentStale():
                 view = self.incidents.get(event.incident_id)
                 if view is None:

@@ -36,6 +36,7 @@ from events import (
     Tick,
 )
 from events.derived import DerivedBase
+from events.inbound import CauseSet, EtrSet, IncidentAcknowledged, IncidentResolved
 from projections.incidents import IncidentBook, agent_sentence
 from topology import Topology, load_topology
 from topology.samples import POWER_CSV
@@ -98,6 +99,22 @@ def tick(minute: float) -> Tick:
     return Tick(domain=DOMAIN, occurred_at=at(minute))
 
 
+def action(event_id: str, minute: float, kind: type[Any], incident: str, **fields: Any) -> Any:
+    """A shift lead's action (acknowledge, cause, ETR, resolve) on an incident."""
+    return kind(event_id=event_id, occurred_at=at(minute), incident_id=incident, **fields)
+
+
+class AnyIncident(dict[str, str]):
+    """Every incident id maps to the one domain of the sample power network."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__()
+        self.domain = domain
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.domain
+
+
 Item = Inbound | Tick
 E = TypeVar("E", bound=DerivedBase)
 
@@ -129,12 +146,17 @@ class Outcome:
         return self.before + self.derived
 
 
+# The default rules with the shift-lead timers (acknowledgement reminders, handling
+# deadlines) out of the way, so each test pins its own rule; TIMERS below pins those.
+QUIET_RULES = CorrelationRules.load(power={"ack_reminders": 0, "handling_deadline_minutes": 10**6})
+
+
 class given:  # lower case: reads as the first word of a given/when/then sentence
     """The events that already happened, and the rules they were correlated with."""
 
     def __init__(self, *events: Item, rules: CorrelationRules | None = None) -> None:
         self.events = events
-        self.rules = rules or CorrelationRules.load()
+        self.rules = rules or QUIET_RULES
 
     def when(self, *events: Item) -> Outcome:
         correlator = Correlator(POWER, self.rules)
@@ -155,7 +177,10 @@ def feed(
 ) -> list[DerivedBase]:
     out: list[DerivedBase] = []
     for item in items:
-        routed: Sequence[Any] = [item] if isinstance(item, Tick) else route(POWER, item)
+        # Operator actions reach the incident's domain; this network has one: SUB1.
+        routed: Sequence[Any] = (
+            [item] if isinstance(item, Tick) else route(POWER, item, AnyIncident(DOMAIN))
+        )
         for one in routed:
             state = states.setdefault(one.domain, correlator.initial_state(one.domain))
             out += correlator.handle(state, one)
@@ -858,3 +883,103 @@ def test_read_model_counts_a_reporter_in_two_merged_incidents_once() -> None:
     assert survivor.reporters == 2
     assert sorted(survivor.call_ids) == ["c1", "c2", "c3"]
     assert book.incidents["B"].state == "merged"
+
+
+# -- shift-lead timers: acknowledgement and handling deadlines -----------------------------
+
+TIMERS = CorrelationRules.load(
+    power={
+        "ack_within_minutes": 15,
+        "ack_reminders": 2,
+        "handling_deadline_minutes": 120,
+        "deadline_escalate_after_minutes": 60,
+    }
+)
+
+
+def alerts_of(outcome: Outcome) -> list[tuple[str, int]]:
+    return [(a.kind, a.escalation) for a in outcome.derived if isinstance(a, AlertRaised)]
+
+
+def test_an_unacknowledged_incident_is_reminded_then_escalated_on_schedule() -> None:
+    """15 minutes after opening a reminder to the lead; at 30 minutes to the supervisor."""
+    opened_at = 2  # the building incident opens with the third flat, at minute 2
+    early = given(*building_incident(), rules=TIMERS).when(tick(opened_at + 14))
+    assert alerts_of(early) == []
+    first = given(*building_incident(), rules=TIMERS).when(tick(opened_at + 15))
+    assert alerts_of(first) == [("incident_unacknowledged", 1)]
+    both = given(*building_incident(), rules=TIMERS).when(tick(opened_at + 45))
+    assert alerts_of(both) == [("incident_unacknowledged", 1), ("incident_unacknowledged", 2)]
+    assert "supervisor" in [a for a in both.derived if isinstance(a, AlertRaised)][1].summary
+
+
+def test_acknowledgement_stops_the_reminders() -> None:
+    """Once a lead acknowledges, no unacknowledged reminder follows."""
+    acked = given(*building_incident(), rules=TIMERS).when(tick(2))
+    incident = acked.book.active()[0].incident_id
+    outcome = given(*building_incident(), rules=TIMERS).when(
+        action("a1", 5, IncidentAcknowledged, incident, by="lead.anna"), tick(50)
+    )
+    assert outcome.derived[0].type == "acknowledgement_recorded"
+    assert [k for k, _ in alerts_of(outcome)] == []
+    assert outcome.book.incidents[incident].acknowledged_by == "lead.anna"
+
+
+def test_the_handling_deadline_reminds_then_escalates_even_when_acknowledged() -> None:
+    """Deadline at 2 h: a reminder; an hour later the supervisor. Acknowledging does not stop it."""
+    incident = given(*building_incident(), rules=TIMERS).when(tick(2)).book.active()[0].incident_id
+    outcome = given(
+        *building_incident(),
+        action("a1", 5, IncidentAcknowledged, incident, by="lead.anna"),
+        rules=TIMERS,
+    ).when(tick(2 + 120), tick(2 + 180))
+    assert alerts_of(outcome) == [("deadline_reminder", 1), ("deadline_escalated", 2)]
+
+
+def test_timers_fire_the_same_whether_ticked_often_or_once() -> None:
+    """A tick every minute and one tick three hours later decide the same reminders."""
+    every_minute = given(*building_incident(), rules=TIMERS).when(*[tick(m) for m in range(3, 190)])
+    at_once = given(*building_incident(), rules=TIMERS).when(tick(189))
+    assert [d.event_id for d in every_minute.derived] == [d.event_id for d in at_once.derived]
+
+
+def test_resolving_restores_with_who_did_it_and_ends_the_timers() -> None:
+    """A lead's resolve restores the incident, says who, and no reminder comes after."""
+    incident = given(*building_incident(), rules=TIMERS).when(tick(2)).book.active()[0].incident_id
+    outcome = given(*building_incident(), rules=TIMERS).when(
+        action("a1", 10, IncidentResolved, incident, by="lead.bo", note="valve reopened"),
+        tick(400),
+    )
+    restored = outcome.one(IncidentRestored)
+    assert (restored.by, restored.reason) == ("lead.bo", "resolved by lead.bo: valve reopened")
+    assert alerts_of(outcome) == [("incident_restored", 0)]
+
+
+def test_cause_and_etr_set_by_a_lead_reach_the_agent_sentence() -> None:
+    """The cause and ETR a lead sets are what the agent reads out."""
+    incident = given(*building_incident()).when(tick(2)).book.active()[0].incident_id
+    etr = T0 + timedelta(hours=3)
+    outcome = given(*building_incident()).when(
+        action("a1", 5, CauseSet, incident, by="lead.anna", cause="cable fault in the street"),
+        action("a2", 6, EtrSet, incident, by="lead.anna", etr=etr),
+    )
+    view = outcome.book.incidents[incident]
+    assert (view.cause, view.etr) == ("cable fault in the street", etr)
+    sentence = agent_sentence(view)
+    assert "cable fault in the street" in sentence and etr.strftime("%H:%M") in sentence
+
+
+def test_an_action_on_an_unknown_incident_changes_nothing() -> None:
+    """Acknowledging an incident that is not open in the domain decides nothing."""
+    outcome = given(*building_incident()).when(
+        action("a1", 5, IncidentAcknowledged, "INC-nope", by="lead.anna")
+    )
+    assert outcome.derived == []
+
+
+def test_a_third_call_from_the_same_caller_raises_a_repeat_caller_alert() -> None:
+    """The same flat calling three times about one incident is a complaint risk."""
+    outcome = given(*building_incident(), call("r1", 10, flat(3, 1))).when(
+        call("r2", 20, flat(3, 1))
+    )
+    assert [a.kind for a in outcome.derived if isinstance(a, AlertRaised)] == ["repeat_caller"]
