@@ -78,6 +78,7 @@ class IncidentBook:
         self.call_outcomes: dict[str, str] = {}  # call id -> "pending" | "individual" | incident id
         self._active_by_device: dict[str, set[str]] = {}
         self._reporters: dict[str, set[str]] = {}  # incident id -> distinct reporters
+        self.domains: dict[str, str] = {}  # incident id -> its domain, to route actions
         self._seen: set[str] = set()
         self.events_applied = 0
         self.last_event_at: datetime | None = None
@@ -137,6 +138,7 @@ class IncidentBook:
                     customers_affected=event.customers_affected,
                 )
                 self._index(event.incident_id)
+                self.domains[event.incident_id] = event.domain
                 self._note(event, f"opened at {event.device_kind} {event.device_id}: {event.cause}")
             case CallAttached():
                 view = self.incidents.get(event.incident_id)

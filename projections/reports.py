@@ -301,7 +301,7 @@ def handover(store: Store, now: datetime, shift: timedelta = timedelta(hours=12)
     open_incidents = store.query(
         render(
             "SELECT incident_id, utility, area, device_id, device_kind, state, cause, planned, "
-            "etr, opened_at, updated_at, customers_affected "
+            "etr, opened_at, updated_at, customers_affected, acknowledged_by "
             "FROM incidents FINAL WHERE state IN {states} ORDER BY customers_affected DESC, "
             "opened_at",
             states=one_of(ACTIVE_STATES),
@@ -314,7 +314,7 @@ def handover(store: Store, now: datetime, shift: timedelta = timedelta(hours=12)
         calls[owner.get(call["incident_id"], call["incident_id"])] += 1
     for incident in open_incidents:
         incident["calls"] = calls[incident["incident_id"]]
-        incident["acknowledged_by"] = ""  # acknowledgement arrives with the alerting issue
+    unacknowledged = {i["incident_id"] for i in open_incidents if not i["acknowledged_by"]}
     alerts = store.query(
         render(
             "SELECT alert_id, occurred_at, incident_id, kind, severity, device_id, summary "
@@ -322,6 +322,8 @@ def handover(store: Store, now: datetime, shift: timedelta = timedelta(hours=12)
             since=now - shift,
         )
     )
+    # What the incoming lead must still pick up: alerts of open incidents nobody owns yet.
+    alerts = [a for a in alerts if a["incident_id"] in unacknowledged]
     restored = store.query(
         render(
             "SELECT incident_id, device_id, restored_at FROM incidents FINAL "

@@ -23,9 +23,12 @@ from correlators.correlator import caller_key
 from correlators.routing import Unroutable, route
 from events.codec import EventRejected, decode_derived, decode_inbound
 from events.derived import (
+    AcknowledgementRecorded,
     AlertRaised,
     CallAttached,
+    CauseRecorded,
     DerivedBase,
+    EtrRecorded,
     IncidentConfirmed,
     IncidentEscalated,
     IncidentOpened,
@@ -71,6 +74,9 @@ class IncidentRow(BaseModel):
     updated_at: datetime
     customers_affected: int
     merged_into: str
+    acknowledged_by: str = ""
+    acknowledged_at: datetime | None = None
+    resolved_by: str = ""
 
 
 @dataclass
@@ -273,7 +279,13 @@ class Projector:
                 if row.cause == "unknown":
                     update["cause"] = f"scada: {event.signal}"
             case IncidentRestored():
-                update |= {"state": "restored", "restored_at": at}
+                update |= {"state": "restored", "restored_at": at, "resolved_by": event.by or ""}
+            case AcknowledgementRecorded():
+                update |= {"acknowledged_by": event.by, "acknowledged_at": at}
+            case CauseRecorded():
+                update["cause"] = event.cause
+            case EtrRecorded():
+                update["etr"] = event.etr
             case IncidentStale():
                 update["state"] = "stale"
             case IncidentsMerged():

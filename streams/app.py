@@ -25,6 +25,7 @@ from correlators.routing import Unroutable, route
 from correlators.state import DomainState
 from events.codec import EventRejected, decode_derived, decode_inbound, encode
 from events.derived import AlertRaised, DerivedBase
+from events.inbound import ACTION_TYPES
 from events.internal import Routed, Tick
 from projections.backends import open_store
 from projections.incidents import IncidentBook
@@ -42,6 +43,10 @@ INBOUND_TOPICS = {
     "scada_signal": "scada",
     "planned_work_scheduled": "planned-works",
     "planned_work_cancelled": "planned-works",
+    "incident_acknowledged": "operator-actions",
+    "cause_set": "operator-actions",
+    "etr_set": "operator-actions",
+    "incident_resolved": "operator-actions",
 }
 
 
@@ -132,6 +137,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         return t
 
     calls, scada, works = topic("calls"), topic("scada"), topic("planned-works")
+    actions = topic("operator-actions")
     correlate_topic = topic("correlate")
     topic("incidents")
     topic("alerts")
@@ -158,7 +164,12 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
             async for event in stream.events():
                 await ingest(service, source, event.value)
 
-    for source, inbound in (("calls", calls), ("scada", scada), ("planned-works", works)):
+    for source, inbound in (
+        ("calls", calls),
+        ("scada", scada),
+        ("planned-works", works),
+        ("operator-actions", actions),
+    ):
         ingest_agent(source, inbound)
 
     @app.agent(correlate_topic, name="correlate")
@@ -246,7 +257,11 @@ async def ingest(service: Service, source: str, payload: bytes | None) -> None:
     """Validate and route one inbound message; anything wrong goes to dead-letter."""
     try:
         event = decode_inbound(payload or b"")
-        routed = route(service.correlator.topology, event)
+        if event.type in ACTION_TYPES:
+            # An action names an incident: after a restart, wait until the book knows them all.
+            while not service.book_caught_up:
+                await asyncio.sleep(0.1)
+        routed = route(service.correlator.topology, event, service.book.domains)
     except (EventRejected, Unroutable) as error:
         await service.dead_letter(source, payload, error.reason)
         return

@@ -4,6 +4,7 @@
     GET  /v1/outages?premise=|building=|address=     is there a known fault at this place?
     GET  /v1/calls/{event_id}                         what became of a call
     GET  /v1/incidents, /v1/incidents/{id}            active incidents; one with its timeline
+    POST /v1/incidents/{id}/acknowledge|cause|etr|resolve   a shift lead's action -> 202
     GET  /v1/reports/daily?date=&format=              daily report: json, csv, table or png
     GET  /v1/reports/handover?format=                 shift handover
     GET  /v1/reports/callbacks?incident=&format=      callers of a restored incident
@@ -16,7 +17,9 @@ Every rejection is a 4xx whose JSON body says why; nothing a client sends reache
 
 from __future__ import annotations
 
+import json
 import tempfile
+import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -261,3 +264,49 @@ def register(service: Service) -> None:
         @guarded
         async def get(self, request: Request) -> Response:
             return self.json(await projection_lag(service))
+
+    actions = {
+        "acknowledge": "incident_acknowledged",
+        "cause": "cause_set",
+        "etr": "etr_set",
+        "resolve": "incident_resolved",
+    }
+
+    @app.page("/v1/incidents/{incident_id}/{action}")
+    class IncidentAction(View):
+        @guarded
+        async def post(self, request: Request, incident_id: str, action: str) -> Response:
+            kind = actions.get(action)
+            if kind is None:
+                return problem(self, 404, f"no action {action!r}; one of: {', '.join(actions)}")
+            raw = await cast(web.Request, request).content.read(MAX_EVENT_BYTES + 1)
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError as error:
+                return problem(self, 400, f"malformed JSON: {error}")
+            if not isinstance(body, dict):
+                return problem(self, 400, "the body must be a JSON object")
+            view = service.book.incidents.get(incident_id)
+            if view is None:
+                return problem(self, 404, f"no incident {incident_id!r}")
+            if not view.active:
+                return problem(self, 409, f"incident {incident_id!r} is {view.state}")
+            fields = {k: body[k] for k in ("by", "note", "cause", "etr") if k in body}
+            try:
+                event = decode_inbound(
+                    {
+                        **fields,
+                        "type": kind,
+                        "schema_version": 1,
+                        "event_id": f"action-{uuid.uuid4()}",
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                        "incident_id": incident_id,
+                    }
+                )
+            except EventRejected as error:
+                return problem(self, 400, error.reason)
+            await service.publish_inbound(event, key=view.domain)
+            return self.json(
+                {"event_id": event.event_id, "incident_id": incident_id, "action": action},
+                status=202,
+            )

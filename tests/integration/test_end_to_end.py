@@ -164,6 +164,58 @@ def test_bad_messages_on_the_topic_go_to_dead_letter_with_the_reason(
     assert status == 202
 
 
+def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worker) -> None:
+    """Actions over HTTP land on the incident's timeline with who did them; resolve restores."""
+    for n in (1, 2, 3):
+        assert worker.post("/v1/calls", call(f"P-FDR3-T2-F1-B3-{n}"))[0] == 202
+    found = wait_for(
+        lambda: (a := lookup(worker, "P-FDR3-T2-F1-B3-4"))["status"] == "known_fault" and a
+    )
+    incident = found["incident"]["incident_id"]
+    base = f"/v1/incidents/{incident}"
+
+    status, body = worker.post(f"{base}/acknowledge", {"by": "lead.anna", "note": "crew sent"})
+    assert status == 202 and body["incident_id"] == incident
+    assert worker.post(f"{base}/cause", {"by": "lead.anna", "cause": "cable fault"})[0] == 202
+    assert worker.post(f"{base}/etr", {"by": "lead.anna", "etr": "2030-01-01T16:00:00Z"})[0] == 202
+    detail = wait_for(
+        lambda: (
+            (d := worker.get(base)[1])["acknowledged_by"] == "lead.anna"
+            and d["cause"] == "cable fault"
+            and d["etr"]
+            and d
+        )
+    )
+    summaries = [entry["summary"] for entry in detail["timeline"]]
+    assert "acknowledged by lead.anna: crew sent" in summaries
+    assert "cable fault" in lookup(worker, "P-FDR3-T2-F1-B3-4")["sentence"]
+
+    assert worker.post(f"{base}/resolve", {"by": "lead.bo"})[0] == 202
+    wait_for(lambda: lookup(worker, "P-FDR3-T2-F1-B3-4")["status"] == "no_known_fault")
+    assert worker.get(base)[1]["resolved_by"] == "lead.bo"
+
+    status, body = worker.post(f"{base}/acknowledge", {"by": "lead.anna"})
+    assert status == 409 and "restored" in body["error"]
+
+
+def test_bad_shift_lead_actions_get_clear_4xx(worker: Worker) -> None:
+    """Unknown incident 404, unknown action 404, a missing `by` or bad ETR 400 with the field."""
+    assert worker.post("/v1/incidents/INC-nope/acknowledge", {"by": "x"})[0] == 404
+    for n in (1, 2, 3):
+        assert worker.post("/v1/calls", call(f"P-FDR3-T3-F2-B1-{n}"))[0] == 202
+    found = wait_for(
+        lambda: (a := lookup(worker, "P-FDR3-T3-F2-B1-4"))["status"] == "known_fault" and a
+    )
+    base = f"/v1/incidents/{found['incident']['incident_id']}"
+    status, body = worker.post(f"{base}/shrug", {"by": "x"})
+    assert status == 404 and "acknowledge" in body["error"]
+    status, body = worker.post(f"{base}/acknowledge", {})
+    assert status == 400 and "by" in body["error"]
+    status, body = worker.post(f"{base}/etr", {"by": "x", "etr": "soon"})
+    assert status == 400 and "etr" in body["error"]
+
+
+# Last: it stops the module's worker.
 def test_a_restarted_worker_still_knows_every_incident_and_its_state(
     broker: EmbeddedBroker, worker: Worker, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
