@@ -76,7 +76,7 @@ AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 def _as_list(value: Any) -> Any:
     # `utility = "heat"` and `utility = ["heat", "water"]` are both accepted; one shape inside
     # keeps validation errors to one line per bad value.
-    return [value] if isinstance(value, str) else value
+    return [value] if isinstance(value, str | int) else value
 
 
 T = TypeVar("T")
@@ -97,10 +97,15 @@ class Matchers(_Strict):
     domain: OneOrMany[str] | None = None
     incident_id: OneOrMany[str] | None = None
     device_id: OneOrMany[str] | None = None
+    # 0 first notice, 1 reminder to the lead, 2 escalated: route 2 to `on_duty_supervisor`.
+    escalation: OneOrMany[Literal[0, 1, 2]] | None = None
 
     def allowed(self) -> dict[str, tuple[str, ...]]:
-        """Field name -> accepted values, for the fields this matcher constrains."""
-        return {name: tuple(values) for name, values in self.model_dump(exclude_none=True).items()}
+        """Field name -> accepted values (as text), for the fields this matcher constrains."""
+        return {
+            name: tuple(str(v) for v in values)
+            for name, values in self.model_dump(exclude_none=True).items()
+        }
 
     def is_empty(self) -> bool:
         return not self.allowed()

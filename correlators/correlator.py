@@ -237,8 +237,8 @@ class Correlator:
                     count=count,
                 )
                 last = count == rules.ack_reminders
-                minutes = round((at - incident.opened_at).total_seconds() / 60)
-                summary = f"not acknowledged after {minutes} minutes" + (
+                minutes = round((at - incident.opened_at).total_seconds() / 60, 1)
+                summary = f"not acknowledged after {minutes:g} minutes" + (
                     "; escalated to the supervisor" if last else ""
                 )
                 alert = self._alert(reminder, incident, summary, escalation=2 if last else 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from alerting.config import AlertingConfig
 from correlators.correlator import Correlator
 from correlators.routing import Unroutable, route
 from correlators.state import DomainState
@@ -31,6 +33,7 @@ from projections.backends import open_store
 from projections.incidents import IncidentBook
 from projections.rows import Projector
 from projections.sink import Sink
+from streams.alert_feed import feed_alerts, notifications_buffer
 from streams.broker import acreate_topics
 from streams.projection_feed import keep_feeding
 from streams.settings import Settings
@@ -66,6 +69,9 @@ class Service:
     recovered: bool = False
     sink: Sink | None = None  # the ClickHouse projections (None when switched off)
     projection_consumer: Any = None
+    alerting: AlertingConfig | None = None
+    delivered: set[str] = field(default_factory=set)  # notification keys already sent
+    notifications: deque[dict[str, Any]] = field(default_factory=notifications_buffer)
 
     @property
     def bootstrap(self) -> str:
@@ -199,6 +205,12 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         @app.task
         async def projections() -> None:
             await keep_feeding(service)
+
+    service.alerting = AlertingConfig.load(settings.alerting)
+
+    @app.task
+    async def alerts() -> None:
+        await keep_running("alerts", lambda: feed_alerts(service))
 
     from streams import http  # the views need the service; imported here to avoid a cycle
 

@@ -5,6 +5,8 @@
     GET  /v1/calls/{event_id}                         what became of a call
     GET  /v1/incidents, /v1/incidents/{id}            active incidents; one with its timeline
     POST /v1/incidents/{id}/acknowledge|cause|etr|resolve   a shift lead's action -> 202
+    GET  /v1/incidents/{id}/acknowledge?token=         the one-click link in a notification
+    GET  /v1/notifications?status=delivered|failed|silenced   what was sent, to whom, how
     GET  /v1/reports/daily?date=&format=              daily report: json, csv, table or png
     GET  /v1/reports/handover?format=                 shift handover
     GET  /v1/reports/callbacks?incident=&format=      callers of a restored incident
@@ -17,6 +19,7 @@ Every rejection is a 4xx whose JSON body says why; nothing a client sends reache
 
 from __future__ import annotations
 
+import hmac
 import json
 import tempfile
 import uuid
@@ -34,6 +37,7 @@ from projections.chart import calls_per_hour_png
 from projections.incidents import IncidentView, agent_sentence
 from projections.reports import Report, ReportError, callbacks, daily, handover
 from projections.store import StoreUnavailable
+from streams.alert_feed import ack_token, recent_notifications
 from streams.projection_feed import projection_lag
 from topology.model import UnresolvedLocation
 
@@ -272,8 +276,51 @@ def register(service: Service) -> None:
         "resolve": "incident_resolved",
     }
 
+    async def act(view: View, incident_id: str, kind: str, fields: dict[str, Any]) -> Response:
+        """Validate and publish a shift lead's action on an open incident."""
+        incident = service.book.incidents.get(incident_id)
+        if incident is None:
+            return problem(view, 404, f"no incident {incident_id!r}")
+        if not incident.active:
+            return problem(view, 409, f"incident {incident_id!r} is {incident.state}")
+        try:
+            event = decode_inbound(
+                {
+                    **fields,
+                    "type": kind,
+                    "schema_version": 1,
+                    "event_id": f"action-{uuid.uuid4()}",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "incident_id": incident_id,
+                }
+            )
+        except EventRejected as error:
+            return problem(view, 400, error.reason)
+        await service.publish_inbound(event, key=incident.domain)
+        return view.json({"event_id": event.event_id, "incident_id": incident_id}, status=202)
+
+    @app.page("/v1/notifications")
+    class Notifications(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            status = cast(web.Request, request).query.get("status")
+            return self.json({"notifications": recent_notifications(service, status)})
+
     @app.page("/v1/incidents/{incident_id}/{action}")
     class IncidentAction(View):
+        @guarded
+        async def get(self, request: Request, incident_id: str, action: str) -> Response:
+            """The acknowledge link of a notification: the token proves it came from us."""
+            token = cast(web.Request, request).query.get("token", "")
+            if action != "acknowledge":
+                return problem(self, 405, "only acknowledge has a link; POST the others")
+            expected = ack_token(service.settings.analytics_key(), incident_id)
+            if not hmac.compare_digest(token, expected):
+                return problem(self, 403, "the link's token is not valid for this incident")
+            return await act(
+                self, incident_id, "incident_acknowledged", {"by": "notification link"}
+            )
+
         @guarded
         async def post(self, request: Request, incident_id: str, action: str) -> Response:
             kind = actions.get(action)
@@ -286,27 +333,5 @@ def register(service: Service) -> None:
                 return problem(self, 400, f"malformed JSON: {error}")
             if not isinstance(body, dict):
                 return problem(self, 400, "the body must be a JSON object")
-            view = service.book.incidents.get(incident_id)
-            if view is None:
-                return problem(self, 404, f"no incident {incident_id!r}")
-            if not view.active:
-                return problem(self, 409, f"incident {incident_id!r} is {view.state}")
             fields = {k: body[k] for k in ("by", "note", "cause", "etr") if k in body}
-            try:
-                event = decode_inbound(
-                    {
-                        **fields,
-                        "type": kind,
-                        "schema_version": 1,
-                        "event_id": f"action-{uuid.uuid4()}",
-                        "occurred_at": datetime.now(UTC).isoformat(),
-                        "incident_id": incident_id,
-                    }
-                )
-            except EventRejected as error:
-                return problem(self, 400, error.reason)
-            await service.publish_inbound(event, key=view.domain)
-            return self.json(
-                {"event_id": event.event_id, "incident_id": incident_id, "action": action},
-                status=202,
-            )
+            return await act(self, incident_id, kind, fields)

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=2000, ge=1, description="Rows batched per store insert.")
     sink_flush_seconds: float = Field(default=1.0, gt=0, description="Longest wait before a flush.")
     projections: bool = Field(default=True, description="Write the ClickHouse projections.")
+    alerting: Path | None = Field(
+        default=None,
+        description="Alerting config TOML (see deploy/alerting.example.toml); unset: the log.",
+    )
     timezone: str = Field(default="UTC", description="Zone of times in sentences read to callers.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -1,0 +1,143 @@
+"""Delivering alerts to people: the `alerts` topic through the alerting dispatcher.
+
+A consumer group of its own reads `alerts`; each alert is routed, checked against silences
+and sent (alerting/); every outcome, delivered, failed or silenced, is recorded on the
+`notifications` topic before the offset is committed. At start the worker reads
+`notifications` from the beginning, so a key delivered before a crash, or by another worker,
+is never sent again: notifications are exactly once per key, the key being alert id and
+receiver (and channel).
+"""
+
+import dataclasses
+import hashlib
+import hmac
+import json
+from collections import deque
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from alerting.notify import Delivery, Dispatcher, default_links
+from streams.broker import acreate_topics
+
+if TYPE_CHECKING:
+    from streams.app import Service
+
+log = structlog.get_logger("outage.alerts")
+
+
+def ack_token(key: bytes, incident_id: str) -> str:
+    """The token of an incident's one-click acknowledge link (HMAC: links cannot be forged)."""
+    return hmac.new(key, f"ack:{incident_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def links_for(service: "Service", alert: dict[str, Any]) -> dict[str, str]:
+    config = service.alerting
+    assert config is not None
+    links = default_links(config.public_url, alert)
+    if config.public_url and alert.get("incident_id"):
+        incident = alert["incident_id"]
+        token = ack_token(service.settings.analytics_key(), incident)
+        links["acknowledge"] = (
+            f"{config.public_url.rstrip('/')}/v1/incidents/{incident}/acknowledge?token={token}"
+        )
+    return links
+
+
+def record(delivery: Delivery, alert: dict[str, Any]) -> dict[str, Any]:
+    body = dataclasses.asdict(delivery)
+    body["delivered_at"] = delivery.delivered_at.isoformat() if delivery.delivered_at else None
+    body["incident_id"] = alert.get("incident_id")
+    body["kind"] = alert.get("kind")
+    return body
+
+
+async def read_delivered(service: "Service") -> None:
+    """Every notification record so far: delivered keys, and the recent records to show."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=service.bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [
+            TopicPartition("notifications", p)
+            for p in sorted(consumer.partitions_for_topic("notifications") or ())
+        ]
+        if not parts:
+            return
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    remember_record(service, json.loads(r.value or b"{}"))
+    finally:
+        await consumer.stop()
+
+
+def remember_record(service: "Service", body: dict[str, Any]) -> None:
+    service.notifications.append(body)
+    if body.get("status") == "delivered":
+        service.delivered.add(f"{body['key']}/{body['channel']}")
+
+
+async def feed_alerts(service: "Service") -> None:
+    """Dispatch every alert once, record the outcome, then commit; forever."""
+    config = service.alerting
+    assert config is not None
+    await acreate_topics(service.bootstrap, {"notifications": service.settings.partitions})
+    await read_delivered(service)
+    producer = AIOKafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(
+        "alerts",
+        bootstrap_servers=service.bootstrap,
+        group_id=f"{service.settings.app_id}-alerting",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=4000,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=3600 * 1000,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        async with Dispatcher.open(
+            config, seen=service.delivered.__contains__, remember=service.delivered.add
+        ) as dispatcher:
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=100)
+                for records in batch.values():
+                    for message in records:
+                        alert = json.loads(message.value or b"{}")
+                        deliveries = await dispatcher.dispatch(
+                            alert, datetime.now(UTC), links_for(service, alert)
+                        )
+                        for delivery in deliveries:
+                            body = record(delivery, alert)
+                            service.notifications.append(body)
+                            await producer.send_and_wait(
+                                "notifications",
+                                json.dumps(body).encode(),
+                                key=str(alert.get("incident_id", "")).encode(),
+                            )
+                            if delivery.status == "failed":
+                                log.error("notification.failed", **body)
+                if batch:
+                    try:
+                        await consumer.commit()
+                    except CommitFailedError:
+                        log.warning("alerts.commit_failed")  # redelivered; keys stop resends
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def recent_notifications(service: "Service", status: str | None = None) -> list[dict[str, Any]]:
+    return [n for n in service.notifications if status is None or n.get("status") == status]
+
+
+def notifications_buffer() -> deque[dict[str, Any]]:
+    return deque(maxlen=5000)

@@ -1,0 +1,285 @@
+"""Alerts from a real worker to real receivers: a webhook server and an SMTP server on loopback.
+
+The worker's rules make the acknowledgement timers run in seconds; its own timer sends the
+ticks that fire them, as in production (no test sleeps for minutes).
+"""
+
+import json
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from alerting.notify import verify
+from streams.broker import EmbeddedBroker, free_port
+from tests.integration.conftest import Worker, http, start_worker, wait_for
+
+pytestmark = pytest.mark.integration
+SECRET = "hook-secret"
+
+
+class Hooks:
+    """A real HTTP receiver: records every notification it accepts; `/broken` always fails."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.broken_calls = 0
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/broken":
+                    hooks.broken_calls += 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                assert verify(SECRET, body, self.headers["X-Outage-Signature"])
+                hooks.received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts(self, incident: str, kind: str | None = None) -> list[dict[str, Any]]:
+        return [
+            n["alert"]
+            for n in self.received
+            if n["alert"]["incident_id"] == incident
+            and (kind is None or n["alert"]["kind"] == kind)
+        ]
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[tuple[Hooks, Mailbox, int]]:
+    hooks, mailbox, smtp_port = Hooks(), Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    yield hooks, mailbox, smtp_port
+    controller.stop()
+    hooks.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def alerting_worker(
+    broker: EmbeddedBroker,
+    receivers: tuple[Hooks, Mailbox, int],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Worker, Path, dict[str, str]]]:
+    hooks, _, smtp_port = receivers
+    folder = tmp_path_factory.mktemp("alerting")
+    silence_ends = datetime.now(UTC) + timedelta(seconds=25)
+    config = folder / "alerting.toml"
+    config.write_text(f"""
+public_url = "http://127.0.0.1:1"
+[receivers.lead]
+webhook = {{ url = "http://127.0.0.1:{hooks.port}/hook", secret = "{SECRET}" }}
+[receivers.supervisor]
+email = {{ to = ["supervisor@example.org"] }}
+[receivers.broken]
+webhook = {{ url = "http://127.0.0.1:{hooks.port}/broken", secret = "{SECRET}" }}
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+sender = "outage@example.org"
+starttls = false
+[delivery]
+retries = 2
+backoff_initial_seconds = 0.1
+backoff_max_seconds = 0.2
+[route]
+receiver = "lead"
+[[route.routes]]
+match = {{ escalation = 2 }}
+receiver = "supervisor"
+[[route.routes]]
+match = {{ utility = "heat" }}
+receiver = "broken"
+[[silences]]
+starts = "2020-01-01T00:00:00+00:00"
+ends = "{silence_ends.isoformat()}"
+matchers = {{ area = "FDR-3" }}
+comment = "test window"
+created_by = "tests"
+""")
+    rules = folder / "rules.toml"
+    rules.write_text(
+        "[power]\nack_within_minutes = 0.1\nack_reminders = 2\n[heat]\nack_within_minutes = 600\n"
+    )
+    env = {
+        "OUTAGE_ALERTING": str(config),
+        "OUTAGE_RULES": str(rules),
+        "OUTAGE_HASH_KEY": "k",
+        "OUTAGE_PROJECTIONS": "false",
+        "OUTAGE_APP_ID": f"alerting-{uuid.uuid4().hex[:6]}",
+    }
+    worker = start_worker(broker, folder, **env)
+    yield worker, folder, {**env, "SILENCE_ENDS": silence_ends.isoformat()}
+    worker.stop()
+
+
+def call(premise: str, utility: str = "power") -> dict[str, Any]:
+    return {
+        "type": "call_reported",
+        "schema_version": 1,
+        "event_id": f"call-{uuid.uuid4()}",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "utility": utility,
+        "premise_id": premise,
+    }
+
+
+def open_incident(worker: Worker, building: str, utility: str = "power") -> str:
+    for n in range(1, 4):
+        assert (
+            worker.post(
+                "/v1/calls",
+                call(f"{building}-{n:02}" if utility == "heat" else f"{building}-{n}", utility),
+            )[0]
+            == 202
+        )
+    premise = f"{building}-04" if utility == "heat" else f"{building}-4"
+    found = wait_for(
+        lambda: (
+            (a := worker.get(f"/v1/outages?premise={premise}")[1])["status"] == "known_fault" and a
+        )
+    )
+    return str(found["incident"]["incident_id"])
+
+
+# First: its silence window closes 25 s after the worker starts.
+def test_a_silence_suppresses_and_its_end_resumes(
+    alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
+) -> None:
+    """Alerts in area FDR-3 are recorded as silenced until the window ends, then delivered."""
+    worker, _, env = alerting_worker
+    hooks, _, _ = receivers
+    incident = open_incident(worker, "P-FDR3-T1-F1-B1")
+    silenced = wait_for(
+        lambda: [
+            n
+            for n in worker.get("/v1/notifications?status=silenced")[1]["notifications"]
+            if n["incident_id"] == incident
+        ],
+        timeout=20,
+    )
+    assert silenced[0]["silenced_by"]
+    assert hooks.alerts(incident) == []
+    ends = datetime.fromisoformat(env["SILENCE_ENDS"])
+    wait_for(lambda: datetime.now(UTC) > ends, timeout=40)
+    # After the window, the next change of the incident reaches the lead.
+    assert worker.post(f"/v1/incidents/{incident}/resolve", {"by": "lead.anna"})[0] == 202
+    wait_for(lambda: hooks.alerts(incident, "incident_restored"), timeout=20)
+
+
+def test_unacknowledged_incident_reminds_the_lead_then_escalates_to_the_supervisor(
+    alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
+) -> None:
+    """Opened: one webhook notice; 6 s later a reminder; 12 s later an e-mail to the supervisor."""
+    worker, _, _ = alerting_worker
+    hooks, mailbox, _ = receivers
+    incident = open_incident(worker, "P-FDR1-T1-F1-B1")
+    wait_for(lambda: hooks.alerts(incident, "incident_opened"), timeout=20)
+    reminder = wait_for(lambda: hooks.alerts(incident, "incident_unacknowledged"), timeout=30)
+    assert reminder[0]["escalation"] == 1
+    mail = wait_for(
+        lambda: [m for m in mailbox.messages if incident in m["Subject"] + m.get_payload()],
+        timeout=30,
+    )
+    assert mail[0]["To"] == "supervisor@example.org"
+    assert len(hooks.alerts(incident, "incident_opened")) == 1  # one notice per change
+
+
+def test_the_acknowledge_link_stops_the_reminders(
+    alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
+) -> None:
+    """Following the notification's link acknowledges; no reminder follows."""
+    worker, _, _ = alerting_worker
+    hooks, _, _ = receivers
+    incident = open_incident(worker, "P-FDR2-T1-F1-B1")
+    notice = wait_for(
+        lambda: [n for n in hooks.received if n["alert"]["incident_id"] == incident], timeout=20
+    )
+    link = notice[0]["links"]["acknowledge"].replace("http://127.0.0.1:1", worker.base)
+    status, _ = http("GET", link)
+    assert status == 202
+    status, _ = http("GET", link.replace("token=", "token=x"))
+    assert status == 403
+    wait_for(lambda: worker.get(f"/v1/incidents/{incident}")[1]["acknowledged_by"])
+    # Well past both reminder times (6 s and 12 s after opening): none came.
+    deadline = datetime.now(UTC) + timedelta(seconds=14)
+    while datetime.now(UTC) < deadline:
+        assert hooks.alerts(incident, "incident_unacknowledged") == []
+        wait_for(lambda: True, timeout=1)
+
+
+def test_a_failing_receiver_is_retried_and_reported(
+    alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
+) -> None:
+    """Heat alerts go to a receiver that always fails: 3 attempts, then a 'failed' record."""
+    worker, _, _ = alerting_worker
+    hooks, _, _ = receivers
+    incident = open_incident(worker, "P-HSUB2-B3", utility="heat")
+    failed = wait_for(
+        lambda: [
+            n
+            for n in worker.get("/v1/notifications?status=failed")[1]["notifications"]
+            if n["incident_id"] == incident
+        ],
+        timeout=30,
+    )
+    assert failed[0]["attempts"] == 3 and "500" in failed[0]["last_error"]
+    assert hooks.broken_calls >= 3
+
+
+def test_a_worker_killed_before_the_timer_fires_still_fires_it_once(
+    broker: EmbeddedBroker,
+    alerting_worker: tuple[Worker, Path, dict[str, str]],
+    receivers: tuple[Hooks, Mailbox, int],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SIGKILL after the incident opened, restart: its reminder arrives, exactly once."""
+    worker, _, env = alerting_worker
+    hooks, mailbox, _ = receivers
+    incident = open_incident(worker, "P-FDR1-T3-F2-B2")
+    wait_for(lambda: hooks.alerts(incident, "incident_opened"), timeout=20)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.wait()
+    env = {k: v for k, v in env.items() if k != "SILENCE_ENDS"}
+    restarted = start_worker(broker, tmp_path_factory.mktemp("again"), **env)
+    try:
+        wait_for(lambda: hooks.alerts(incident, "incident_unacknowledged"), timeout=40)
+        # The supervisor's e-mail is the last timer: once it is in, every timer has fired.
+        wait_for(
+            lambda: [m for m in mailbox.messages if incident in m["Subject"] + m.get_payload()],
+            timeout=40,
+        )
+        assert len(hooks.alerts(incident, "incident_unacknowledged")) == 1
+        keys = [n["key"] for n in hooks.received if n["alert"]["incident_id"] == incident]
+        assert len(keys) == len(set(keys))
+        assert len(hooks.alerts(incident, "incident_opened")) == 1
+    finally:
+        restarted.stop()
