@@ -299,7 +299,11 @@ class Correlator:
         )
         if incident.planned:
             return [restored]
-        return [restored, self._alert(restored, incident, reason)]
+        return [
+            restored,
+            self._alert(restored, incident, reason),
+            *self._children_restored(incident, restored),
+        ]
 
     def _on_call(self, state: DomainState, call: CallReported, node_id: str) -> list[DerivedBase]:
         reporter = reporter_of(call)
@@ -375,6 +379,7 @@ class Correlator:
                     out.append(restored)
                     if not incident.planned:  # planned works never page
                         out.append(self._alert(restored, incident, f"restored ({signal.signal})"))
+                        out += self._children_restored(incident, restored)
             return out
         if signal.signal not in FAULT_SIGNALS:
             return []
@@ -653,6 +658,27 @@ class Correlator:
             known.add(call.reporter)
         return out
 
+    def _children_restored(
+        self, incident: Incident, restored: IncidentRestored
+    ) -> list[DerivedBase]:
+        """Incidents merged into this one are restored with it, each with its own notice:
+        whoever was told about a child hears that it is over."""
+        out: list[DerivedBase] = []
+        for child_id in incident.merged_ids:
+            child = incident.model_copy(update={"incident_id": child_id})
+            reason = f"restored with {incident.incident_id} ({restored.reason})"
+            done = self._restored(
+                restored.domain,
+                child_id,
+                incident.device_id,
+                reason,
+                restored.occurred_at,
+                causation=restored.event_id,
+                by=restored.by,
+            )
+            out += [done, self._alert(done, child, reason)]
+        return out
+
     def _repeat_caller(self, incident: Incident, attached: CallAttached) -> list[DerivedBase]:
         """The same caller the configured number of times about one incident: a complaint risk."""
         if not attached.repeat:
@@ -870,15 +896,17 @@ class Correlator:
             case IncidentsMerged():
                 survivor = state.incidents[event.incident_id]
                 merged_reporters = list(survivor.reporters)
+                merged_ids = list(survivor.merged_ids)
                 for merged_id in event.merged_ids:
                     merged = state.incidents.pop(merged_id)
                     merged_reporters += [r for r in merged.reporters if r not in merged_reporters]
+                    merged_ids += [merged_id, *merged.merged_ids]
                     if merged.phase == "confirmed" and survivor.phase != "confirmed":
                         survivor = survivor.model_copy(
                             update={"phase": "confirmed", "confirmed_by": merged.confirmed_by}
                         )
                 state.incidents[event.incident_id] = survivor.model_copy(
-                    update={"reporters": tuple(merged_reporters)}
+                    update={"reporters": tuple(merged_reporters), "merged_ids": tuple(merged_ids)}
                 )
             case IncidentRestored():
                 restored = state.incidents.pop(event.incident_id, None)

@@ -51,6 +51,7 @@ class Incident(BaseModel):
     acknowledged_by: str | None = None
     reminders_sent: int = 0  # unacknowledged reminders so far
     deadline_stage: int = 0  # 1 reminder sent, 2 escalated to the supervisor
+    merged_ids: tuple[str, ...] = ()  # incidents folded into this one, restored with it
 
 
 class PlannedWork(BaseModel):

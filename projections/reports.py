@@ -180,7 +180,8 @@ def daily(
             **window,
         )
     )
-    unplanned = [i for i in incidents if not i["planned"] and i["state"] != "merged"]
+    # A merged child counts in the incident it was merged into, even once restored with it.
+    unplanned = [i for i in incidents if not i["planned"] and not i["merged_into"]]
 
     def within(value: datetime | None) -> bool:
         return value is not None and start <= value < end

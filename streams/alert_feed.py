@@ -13,14 +13,15 @@ import hashlib
 import hmac
 import json
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from alerting.notify import Delivery, Dispatcher, default_links
+from alerting.notify import Delivery, Dispatcher, Notification, default_links, deliver
+from alerting.roster import shift_starts
 from streams.broker import acreate_topics
 
 if TYPE_CHECKING:
@@ -84,6 +85,60 @@ def remember_record(service: "Service", body: dict[str, Any]) -> None:
         service.delivered.add(f"{body['key']}/{body['channel']}")
 
 
+def handover_text(service: "Service", now: datetime) -> str:
+    """What the incoming lead takes over, from the incident book (open incidents, owners)."""
+    open_incidents = service.book.active()
+    lines = [f"Shift handover {now:%Y-%m-%d %H:%M} UTC: {len(open_incidents)} open incident(s)."]
+    for view in open_incidents:
+        etr = f", ETR {view.etr:%H:%M}" if view.etr else ""
+        owner = (
+            f", acknowledged by {view.acknowledged_by}"
+            if view.acknowledged_by
+            else (", NOT acknowledged")
+        )
+        lines.append(
+            f"- {view.incident_id} {view.utility} {view.device_kind} {view.device_id}: "
+            f"{view.state}, {view.cause}{etr}, {len(view.call_ids)} calls, "
+            f"{view.customers_affected} customers{owner}"
+        )
+    lines.append("Reports: /v1/reports/handover (callbacks pending, alerts of this shift).")
+    return "\n".join(lines)
+
+
+async def send_handovers(
+    service: "Service", dispatcher: Dispatcher, producer: AIOKafkaProducer, since: datetime
+) -> datetime:
+    """At each shift start since `since`, the handover to the incoming lead; returns now."""
+    config = service.alerting
+    assert config is not None
+    now = datetime.now(UTC)
+    for started, shift in shift_starts(config.roster, since, now):
+        alert = {
+            "event_id": f"handover/{started.astimezone(UTC).isoformat()}",
+            "kind": "handover",
+            "incident_id": "",
+            "summary": f"handover to the {shift.name} shift",
+        }
+        notification = Notification(
+            key=f"{alert['event_id']}/{shift.lead}",
+            receiver=shift.lead,
+            alert=alert,
+            subject=f"[outage] {shift.name} shift handover",
+            text=handover_text(service, now),
+            links=default_links(config.public_url, alert),
+        )
+        for channel in dispatcher.channels.get(shift.lead, []):
+            if f"{notification.key}/{channel.name}" in service.delivered:
+                continue  # sent before a restart, or by another worker
+            delivery = await deliver(notification, channel, dispatcher.policy)
+            if delivery.status == "delivered":
+                service.delivered.add(f"{notification.key}/{channel.name}")
+            body = record(delivery, alert)
+            service.notifications.append(body)
+            await producer.send_and_wait("notifications", json.dumps(body).encode())
+    return now
+
+
 async def feed_alerts(service: "Service") -> None:
     """Dispatch every alert once, record the outcome, then commit; forever."""
     config = service.alerting
@@ -107,7 +162,12 @@ async def feed_alerts(service: "Service") -> None:
         async with Dispatcher.open(
             config, seen=service.delivered.__contains__, remember=service.delivered.add
         ) as dispatcher:
+            # A shift that began while the worker was down still gets its handover.
+            handovers_since = datetime.now(UTC) - timedelta(minutes=10)
             while True:
+                handovers_since = await send_handovers(
+                    service, dispatcher, producer, handovers_since
+                )
                 batch = await consumer.getmany(timeout_ms=500, max_records=100)
                 for records in batch.values():
                     for message in records:

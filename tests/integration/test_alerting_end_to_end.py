@@ -92,6 +92,9 @@ def alerting_worker(
     hooks, _, smtp_port = receivers
     folder = tmp_path_factory.mktemp("alerting")
     silence_ends = datetime.now(UTC) + timedelta(seconds=25)
+    # A shift that began this minute: its lead is owed a handover as soon as the worker runs.
+    shift_start = datetime.now(UTC).strftime("%H:%M")
+    shift_end = (datetime.now(UTC) + timedelta(hours=8)).strftime("%H:%M")
     config = folder / "alerting.toml"
     config.write_text(f"""
 public_url = "http://127.0.0.1:1"
@@ -110,6 +113,15 @@ starttls = false
 retries = 2
 backoff_initial_seconds = 0.1
 backoff_max_seconds = 0.2
+[roster]
+timezone = "UTC"
+[[roster.shifts]]
+name = "test"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "{shift_start}"
+end = "{shift_end}"
+lead = "lead"
+supervisor = "supervisor"
 [route]
 receiver = "lead"
 [[route.routes]]
@@ -255,6 +267,18 @@ def test_a_failing_receiver_is_retried_and_reported(
     assert hooks.broken_calls >= 3
 
 
+def test_the_incoming_lead_gets_the_handover_at_shift_change(
+    alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
+) -> None:
+    """The shift that began this minute: its lead receives the handover of open incidents."""
+    hooks, _, _ = receivers
+    handover = wait_for(
+        lambda: [n for n in hooks.received if n["alert"]["kind"] == "handover"], timeout=20
+    )
+    assert handover[0]["receiver"] == "lead"
+    assert handover[0]["text"].startswith("Shift handover")
+
+
 def test_a_worker_killed_before_the_timer_fires_still_fires_it_once(
     broker: EmbeddedBroker,
     alerting_worker: tuple[Worker, Path, dict[str, str]],
@@ -278,6 +302,8 @@ def test_a_worker_killed_before_the_timer_fires_still_fires_it_once(
             timeout=40,
         )
         assert len(hooks.alerts(incident, "incident_unacknowledged")) == 1
+        handovers = [n for n in hooks.received if n["alert"]["kind"] == "handover"]
+        assert len(handovers) == 1  # the restarted worker did not send it again
         keys = [n["key"] for n in hooks.received if n["alert"]["incident_id"] == incident]
         assert len(keys) == len(set(keys))
         assert len(hooks.alerts(incident, "incident_opened")) == 1

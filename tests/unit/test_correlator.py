@@ -983,3 +983,23 @@ def test_a_third_call_from_the_same_caller_raises_a_repeat_caller_alert() -> Non
         call("r2", 20, flat(3, 1))
     )
     assert [a.kind for a in outcome.derived if isinstance(a, AlertRaised)] == ["repeat_caller"]
+
+
+def test_a_merged_child_reports_its_own_restoration() -> None:
+    """Resolving the survivor restores the incident merged into it, with a notice of its own."""
+    merge: list[Item] = [
+        scada("s1", 0, OTHER_FUSE),
+        scada("s2", 1, FUSE),
+        call("c1", 2, flat(1, 1, fuse=1)),
+        call("c2", 3, flat(1, 1, fuse=2)),
+        call("c3", 4, flat(2, 1, fuse=1)),
+    ]
+    merged = next(e for e in given(*merge).when(tick(5)).before if isinstance(e, IncidentsMerged))
+    survivor, child = merged.incident_id, merged.merged_ids[0]
+    outcome = given(*merge).when(action("a1", 10, IncidentResolved, survivor, by="lead.bo"))
+    restored = [e.incident_id for e in outcome.derived if isinstance(e, IncidentRestored)]
+    assert restored == [survivor, child]
+    notices = [(a.incident_id, a.kind) for a in outcome.derived if isinstance(a, AlertRaised)]
+    assert notices == [(survivor, "incident_restored"), (child, "incident_restored")]
+    assert outcome.book.incidents[child].state == "restored"
+    assert outcome.book.incidents[child].merged_into == survivor
