@@ -8,10 +8,12 @@ is never sent again: notifications are exactly once per key, the key being alert
 receiver (and channel).
 """
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
 import json
+import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,33 +55,50 @@ def record(delivery: Delivery, alert: dict[str, Any]) -> dict[str, Any]:
     body["delivered_at"] = delivery.delivered_at.isoformat() if delivery.delivered_at else None
     body["incident_id"] = alert.get("incident_id")
     body["kind"] = alert.get("kind")
+    body["record_id"] = str(uuid.uuid4())
     return body
 
 
-async def read_delivered(service: "Service") -> None:
-    """Every notification record so far: delivered keys, and the recent records to show."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=service.bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        parts = [
-            TopicPartition("notifications", p)
-            for p in sorted(consumer.partitions_for_topic("notifications") or ())
-        ]
-        if not parts:
-            return
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    remember_record(service, json.loads(r.value or b"{}"))
-    finally:
-        await consumer.stop()
+class DeliveredFollower:
+    """Follows the `notifications` topic from its beginning: every key any worker delivered.
+
+    Drained before each batch of alerts, so a worker that takes over partitions after a
+    rebalance knows what the previous owner already sent.
+    """
+
+    def __init__(self, service: "Service") -> None:
+        self.service = service
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=service.bootstrap, group_id=None, metadata_max_age_ms=2000
+        )
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        known: set[int] = set()
+        while not known:
+            known = self.consumer.partitions_for_topic("notifications") or set()
+            if not known:
+                await asyncio.sleep(0.2)
+        parts = [TopicPartition("notifications", p) for p in sorted(known)]
+        self.consumer.assign(parts)
+        await self.consumer.seek_to_beginning(*parts)
+        ends = await self.consumer.end_offsets(parts)
+        while any([await self.consumer.position(tp) < end for tp, end in ends.items()]):
+            await self.drain(timeout_ms=500)
+
+    async def drain(self, timeout_ms: int = 0) -> None:
+        for records in (await self.consumer.getmany(timeout_ms=timeout_ms)).values():
+            for r in records:
+                remember_record(self.service, json.loads(r.value or b"{}"))
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
 
 
 def remember_record(service: "Service", body: dict[str, Any]) -> None:
+    if body.get("record_id") in service.notification_ids:
+        return  # our own record, read back
+    service.notification_ids.add(body.get("record_id", ""))
     service.notifications.append(body)
     if body.get("status") == "delivered":
         service.delivered.add(f"{body['key']}/{body['channel']}")
@@ -134,7 +153,7 @@ async def send_handovers(
             if delivery.status == "delivered":
                 service.delivered.add(f"{notification.key}/{channel.name}")
             body = record(delivery, alert)
-            service.notifications.append(body)
+            remember_record(service, body)
             await producer.send_and_wait("notifications", json.dumps(body).encode())
     return now
 
@@ -144,7 +163,8 @@ async def feed_alerts(service: "Service") -> None:
     config = service.alerting
     assert config is not None
     await acreate_topics(service.bootstrap, {"notifications": service.settings.partitions})
-    await read_delivered(service)
+    follower = DeliveredFollower(service)
+    await follower.start()
     producer = AIOKafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
     consumer = AIOKafkaConsumer(
         "alerts",
@@ -165,6 +185,7 @@ async def feed_alerts(service: "Service") -> None:
             # A shift that began while the worker was down still gets its handover.
             handovers_since = datetime.now(UTC) - timedelta(minutes=10)
             while True:
+                await follower.drain()
                 handovers_since = await send_handovers(
                     service, dispatcher, producer, handovers_since
                 )
@@ -177,7 +198,7 @@ async def feed_alerts(service: "Service") -> None:
                         )
                         for delivery in deliveries:
                             body = record(delivery, alert)
-                            service.notifications.append(body)
+                            remember_record(service, body)
                             await producer.send_and_wait(
                                 "notifications",
                                 json.dumps(body).encode(),
@@ -193,6 +214,7 @@ async def feed_alerts(service: "Service") -> None:
     finally:
         await consumer.stop()
         await producer.stop()
+        await follower.stop()
 
 
 def recent_notifications(service: "Service", status: str | None = None) -> list[dict[str, Any]]:

@@ -71,6 +71,7 @@ class Service:
     projection_consumer: Any = None
     alerting: AlertingConfig | None = None
     delivered: set[str] = field(default_factory=set)  # notification keys already sent
+    notification_ids: set[str] = field(default_factory=set)  # records already listed
     notifications: deque[dict[str, Any]] = field(default_factory=notifications_buffer)
 
     @property
