@@ -27,27 +27,17 @@ from pydantic import (
 )
 
 from alerting.weekly import Weekday
+from events.base import Utility
+from events.derived import AlertKind, Severity
 
 ON_DUTY_LEAD = "on_duty_lead"
 ON_DUTY_SUPERVISOR = "on_duty_supervisor"
 ON_DUTY = (ON_DUTY_LEAD, ON_DUTY_SUPERVISOR)
 LOG_RECEIVER = "log"
 
-Severity = Literal["info", "warning", "critical"]
-Utility = Literal["heat", "power", "water", "cable", "telecom"]
-# Listed (not free text) so a typo in a route is a load error rather than a route that never
-# matches; the last four are the kinds the correlator is about to raise.
-Kind = Literal[
-    "incident_opened",
-    "incident_escalated",
-    "incident_confirmed",
-    "incident_restored",
-    "incident_stale",
-    "incident_unacknowledged",
-    "deadline_reminder",
-    "deadline_escalated",
-    "repeat_caller",
-]
+# The alert fields routes match on come from the event contract, so a typo in a route is a
+# load error rather than a route that never matches.
+Kind = AlertKind
 
 
 class AlertingConfigError(ValueError):

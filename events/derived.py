@@ -13,6 +13,17 @@ from events.base import Event, UtcDatetime, Utility
 
 Phase = Literal["suspected", "confirmed", "stale", "restored", "merged"]
 Severity = Literal["info", "warning", "critical"]
+AlertKind = Literal[
+    "incident_opened",
+    "incident_escalated",
+    "incident_confirmed",
+    "incident_restored",
+    "incident_stale",
+    "incident_unacknowledged",
+    "deadline_reminder",
+    "deadline_escalated",
+    "repeat_caller",
+]
 
 
 class DerivedBase(Event):
@@ -182,17 +193,7 @@ class AlertRaised(IncidentEvent):
     """Something a shift lead must hear about (delivery to people is the alerting issue's)."""
 
     type: Literal["alert_raised"] = "alert_raised"
-    kind: Literal[
-        "incident_opened",
-        "incident_escalated",
-        "incident_confirmed",
-        "incident_restored",
-        "incident_stale",
-        "incident_unacknowledged",
-        "deadline_reminder",
-        "deadline_escalated",
-        "repeat_caller",
-    ]
+    kind: AlertKind
     severity: Severity
     utility: Utility
     device_id: str
