@@ -138,8 +138,13 @@ comment = "test window"
 created_by = "tests"
 """)
     rules = folder / "rules.toml"
+    # Timers in seconds; no roll-up above transformers, so this module's incidents on
+    # different feeders stay apart (roll-up has tests of its own).
     rules.write_text(
-        "[power]\nack_within_minutes = 0.1\nack_reminders = 2\n[heat]\nack_within_minutes = 600\n"
+        "[power]\nack_within_minutes = 0.1\nack_reminders = 2\n"
+        "levels.feeder = { min_reporters = 100000 }\n"
+        "levels.substation = { min_reporters = 100000 }\n"
+        "[heat]\nack_within_minutes = 600\n"
     )
     env = {
         "OUTAGE_ALERTING": str(config),
@@ -277,6 +282,47 @@ def test_the_incoming_lead_gets_the_handover_at_shift_change(
     )
     assert handover[0]["receiver"] == "lead"
     assert handover[0]["text"].startswith("Shift handover")
+
+
+def state_of(worker: Worker, path: str) -> str:
+    return str(worker.get(path)[1]["state"])
+
+
+def test_a_storm_gives_one_notification_per_incident_change(
+    alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
+) -> None:
+    """Calls, more calls, a breaker trip, its closing: the lead hears each change once."""
+    worker, _, _ = alerting_worker
+    hooks, _, _ = receivers
+    incident = open_incident(worker, "P-FDR2-T4-F2-B3")
+    base = f"/v1/incidents/{incident}"
+    assert worker.post(f"{base}/acknowledge", {"by": "lead.anna"})[0] == 202  # no reminders
+    for premise in ("P-FDR2-T4-F2-B3-4", "P-FDR2-T4-F2-B2-1"):  # more calls: no new change
+        assert worker.post("/v1/calls", call(premise))[0] == 202
+    for name in ("breaker_open", "breaker_closed"):
+        signal = {
+            "type": "scada_signal",
+            "schema_version": 1,
+            "event_id": f"s-{uuid.uuid4()}",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "device_id": "FU-FDR2-T4-2",
+            "signal": name,
+            "quality": "good",
+        }
+        assert worker.post("/v1/scada", signal)[0] == 202
+        wait_for(lambda: state_of(worker, base) in ("confirmed", "restored"))
+    wait_for(lambda: state_of(worker, base) == "restored")
+    raised = [e for e in worker.get(base)[1]["timeline"] if e["type"] == "alert_raised"]
+    wait_for(lambda: len(hooks.alerts(incident)) >= len(raised), timeout=20)
+    kinds = [a["kind"] for a in hooks.alerts(incident)]
+    assert kinds[0] == "incident_opened" and kinds[-1] == "incident_restored"
+    assert "incident_confirmed" in kinds
+    assert len(kinds) == len(raised)  # one notification per alert raised, none twice
+    keys = [n["key"] for n in hooks.received if n["alert"]["incident_id"] == incident]
+    assert len(keys) == len(set(keys))
+    assert all(
+        n["receiver"] == "lead" for n in hooks.received if n["alert"]["incident_id"] == incident
+    )
 
 
 def test_a_worker_killed_before_the_timer_fires_still_fires_it_once(
