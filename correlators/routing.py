@@ -66,7 +66,10 @@ def route(
 def _route_call(topology: Topology, call: CallReported) -> Routed:
     try:
         found = topology.resolve(
-            premise_id=call.premise_id, building_id=call.building_id, address=call.address
+            premise_id=call.premise_id,
+            building_id=call.building_id,
+            address=call.address,
+            utility=call.utility,
         )
     except UnresolvedLocation as error:
         raise Unroutable(error.reason, [s.model_dump() for s in error.suggestions]) from None

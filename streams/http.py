@@ -139,7 +139,12 @@ def register(service: Service) -> None:
             if not (premise or building or address):
                 return problem(self, 400, "give one of premise=, building= or address=")
             try:
-                found = topology.resolve(premise_id=premise, building_id=building, address=address)
+                found = topology.resolve(
+                    premise_id=premise,
+                    building_id=building,
+                    address=address,
+                    utility=query.get("utility"),
+                )
             except UnresolvedLocation as error:
                 suggestions = [s.model_dump() for s in error.suggestions]
                 return problem(self, 404, error.reason, suggestions=suggestions)

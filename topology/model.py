@@ -150,7 +150,8 @@ class Topology:
         for node_id in reversed(order):
             below = sum(self._customers[child] for child in self._children[node_id])
             self._customers[node_id] = max(self._nodes[node_id].customers, below)
-        self._address_index: AddressIndex | None = None
+        # One index over every network, and one per utility, built on first use.
+        self._address_index: dict[str | None, AddressIndex] = {}
 
     @classmethod
     def from_nodes(
@@ -245,11 +246,14 @@ class Topology:
         building_id: str | None = None,
         node_id: str | None = None,
         address: str | None = None,
+        utility: str | None = None,
     ) -> Resolution:
         """Place a call on a node, trying the hints from most to least precise.
 
         A hint that fails falls through to the next one given (a mistyped premise id with a
         good address still lands); if none lands, the error gives the first hint's reason.
+        With `utility`, an address resolves among that utility's nodes only: one street
+        address is often on the heat and the power network both.
         """
         reasons: list[str] = []
         for given, kind, how in (
@@ -268,37 +272,42 @@ class Topology:
                 return Resolution(node_id=found.id, how=how)
         suggestions: list[Suggestion] = []
         if address is not None and address.strip():
-            index = self._addresses()
+            index = self._addresses(utility)
             exact = index.exact(address)
             if exact is not None:
                 return Resolution(node_id=exact.node_id, how="address")
             near = index.fuzzy(address, FUZZY_CUTOFF)
             if near is not None:
                 return Resolution(node_id=near.node_id, how="address_fuzzy", score=near.score)
-            reasons.append(f"no node matches address {address!r}")
-            suggestions = self.suggest(address)
+            where = f" on the {utility} network" if utility else ""
+            reasons.append(f"no node matches address {address!r}{where}")
+            suggestions = self.suggest(address, utility=utility)
         if not reasons:
             raise UnresolvedLocation("no location given")
         raise UnresolvedLocation(reasons[0], suggestions)
 
-    def suggest(self, text: str, limit: int = 5) -> list[Suggestion]:
+    def suggest(self, text: str, limit: int = 5, utility: str | None = None) -> list[Suggestion]:
         """Addresses for type-ahead: prefix matches on the normalised text, then fuzzy ones."""
-        return [_suggestion(match) for match in self._addresses().suggest(text, limit)]
+        return [_suggestion(match) for match in self._addresses(utility).suggest(text, limit)]
 
-    def _addresses(self) -> AddressIndex:
-        if self._address_index is None:
+    def _addresses(self, utility: str | None = None) -> AddressIndex:
+        if utility not in self._address_index:
             from topology.address import AddressIndex
 
             # Several nodes may share an address (a building and the substation in its
             # basement): the building wins, then the deepest node, then the lowest id.
             carriers = sorted(
-                (node for node in self._nodes.values() if node.address),
+                (
+                    node
+                    for node in self._nodes.values()
+                    if node.address and utility in (None, node.utility)
+                ),
                 key=lambda node: (node.kind != "building", -self._depth[node.id], node.id),
             )
-            self._address_index = AddressIndex(
+            self._address_index[utility] = AddressIndex(
                 (node.id, node.address) for node in carriers if node.address
             )
-        return self._address_index
+        return self._address_index[utility]
 
 
 def _suggestion(match: AddressMatch) -> Suggestion:

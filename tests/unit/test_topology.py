@@ -378,3 +378,42 @@ def test_suggest_falls_back_to_fuzzy_matches(heat: Topology) -> None:
 def test_normalise_address(raw: str, normal: str) -> None:
     """Case, punctuation, ordinals, abbreviations and full-width digits normalise away."""
     assert normalise_address(raw) == normal
+
+
+def test_an_address_on_two_networks_resolves_on_the_callers_network() -> None:
+    """One street address on the heat and the power network: each utility finds its own node."""
+    from correlators.routing import route
+    from events.inbound import CallReported
+
+    shared = topology_from_rows(
+        [
+            {"id": "HS", "kind": "heat_source", "parent": None, "utility": "heat"},
+            {
+                "id": "HB",
+                "kind": "building",
+                "parent": "HS",
+                "utility": "heat",
+                "address": "7 Elm Street",
+            },
+            {"id": "SUB", "kind": "substation", "parent": None, "utility": "power"},
+            {
+                "id": "PB",
+                "kind": "building",
+                "parent": "SUB",
+                "utility": "power",
+                "address": "7 Elm Street",
+            },
+        ]
+    )
+    assert shared.resolve(address="7 elm st", utility="heat").node_id == "HB"
+    assert shared.resolve(address="7 Elm Street", utility="power").node_id == "PB"
+    with pytest.raises(UnresolvedLocation, match="on the water network"):
+        shared.resolve(address="7 Elm Street", utility="water")
+    for utility, node in (("heat", "HB"), ("power", "PB")):
+        call = CallReported(
+            event_id=f"c-{utility}",
+            occurred_at="2026-01-15T08:00:00Z",
+            utility=utility,
+            address="7 Elm Street",
+        )
+        assert route(shared, call)[0].node_id == node
