@@ -166,10 +166,12 @@ def test_bad_messages_on_the_topic_go_to_dead_letter_with_the_reason(
 
 def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worker) -> None:
     """Actions over HTTP land on the incident's timeline with who did them; resolve restores."""
+    # On the heat network, which no other test here touches: nothing rolls up or merges.
     for n in (1, 2, 3):
-        assert worker.post("/v1/calls", call(f"P-FDR3-T2-F1-B3-{n}"))[0] == 202
+        body = call(f"P-HSUB1-B2-0{n}", utility="heat", symptom="no_heat")
+        assert worker.post("/v1/calls", body)[0] == 202
     found = wait_for(
-        lambda: (a := lookup(worker, "P-FDR3-T2-F1-B3-4"))["status"] == "known_fault" and a
+        lambda: (a := lookup(worker, "P-HSUB1-B2-04"))["status"] == "known_fault" and a
     )
     incident = found["incident"]["incident_id"]
     base = f"/v1/incidents/{incident}"
@@ -188,10 +190,10 @@ def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worke
     )
     summaries = [entry["summary"] for entry in detail["timeline"]]
     assert "acknowledged by lead.anna: crew sent" in summaries
-    assert "cable fault" in lookup(worker, "P-FDR3-T2-F1-B3-4")["sentence"]
+    assert "cable fault" in lookup(worker, "P-HSUB1-B2-04")["sentence"]
 
     assert worker.post(f"{base}/resolve", {"by": "lead.bo"})[0] == 202
-    wait_for(lambda: lookup(worker, "P-FDR3-T2-F1-B3-4")["status"] == "no_known_fault")
+    wait_for(lambda: lookup(worker, "P-HSUB1-B2-04")["status"] == "no_known_fault")
     assert worker.get(base)[1]["resolved_by"] == "lead.bo"
 
     status, body = worker.post(f"{base}/acknowledge", {"by": "lead.anna"})
@@ -201,10 +203,11 @@ def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worke
 def test_bad_shift_lead_actions_get_clear_4xx(worker: Worker) -> None:
     """Unknown incident 404, unknown action 404, a missing `by` or bad ETR 400 with the field."""
     assert worker.post("/v1/incidents/INC-nope/acknowledge", {"by": "x"})[0] == 404
-    for n in (1, 2, 3):
-        assert worker.post("/v1/calls", call(f"P-FDR3-T3-F2-B1-{n}"))[0] == 202
+    for n in (1, 2, 3):  # heat, another substation than the test above
+        body = call(f"P-HSUB3-B1-0{n}", utility="heat", symptom="no_heat")
+        assert worker.post("/v1/calls", body)[0] == 202
     found = wait_for(
-        lambda: (a := lookup(worker, "P-FDR3-T3-F2-B1-4"))["status"] == "known_fault" and a
+        lambda: (a := lookup(worker, "P-HSUB3-B1-04"))["status"] == "known_fault" and a
     )
     base = f"/v1/incidents/{found['incident']['incident_id']}"
     status, body = worker.post(f"{base}/shrug", {"by": "x"})
