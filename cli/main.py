@@ -4,6 +4,9 @@ outage run                 the service: embedded broker unless OUTAGE_BROKER is 
 outage replay ...          the correlators over a JSONL file, without Kafka
 outage schema              JSON Schema of every inbound and derived event
 outage topology check F    validate network files
+outage report ...          daily, handover and callback reports from ClickHouse
+outage projections rebuild refill the ClickHouse tables from the event store
+outage simulate / evaluate a storm with known answers, and its score
 """
 
 import argparse
@@ -80,6 +83,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="inbound events (calls, signals, works) to archive with them",
     )
 
+    sim = commands.add_parser("simulate", help="a seeded storm with known answers")
+    sim.add_argument("--topology", action="append", required=True, type=Path, metavar="FILE")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--faults", type=int, default=5)
+    sim.add_argument("--device", action="append", default=[], help="plant a fault here")
+    sim.add_argument("--noise", type=int, default=10, help="unrelated individual calls")
+    sim.add_argument("--call-share", type=float, default=0.4)
+    sim.add_argument("--no-scada", action="store_true", help="no telemetry at all")
+    sim.add_argument("--out", required=True, type=Path, metavar="storm.jsonl")
+    sim.add_argument("--truth", required=True, type=Path, metavar="truth.json")
+
+    ev = commands.add_parser("evaluate", help="replay a simulated storm and score it")
+    ev.add_argument("--topology", action="append", required=True, type=Path, metavar="FILE")
+    ev.add_argument("--events", required=True, type=Path, metavar="storm.jsonl")
+    ev.add_argument("--truth", required=True, type=Path, metavar="truth.json")
+    ev.add_argument("--rules", type=Path, metavar="rules.toml")
+    ev.add_argument("--json", type=Path, metavar="score.json", help="also write the score")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "schema":
@@ -93,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_report(args)
         if args.command == "projections":
             return run_rebuild(args)
+        if args.command == "simulate":
+            return run_simulate(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
         from streams.service import run_service  # imports faust: only when it is needed
 
         return run_service(port=args.port)
@@ -147,6 +172,49 @@ def run_replay(args: argparse.Namespace) -> int:
     )
     for item in summary["rejected"][:20]:
         print(f"  rejected: {item}", file=sys.stderr)
+    return 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from simulation.storm import Storm, simulate
+
+    topology = load_topologies(args.topology)
+    storm = Storm(
+        seed=args.seed,
+        faults=args.faults,
+        devices=tuple(args.device),
+        noise_calls=args.noise,
+        call_share=args.call_share,
+        scada=not args.no_scada,
+    )
+    events, truth = simulate(topology, storm)
+    with args.out.open("wb") as out:
+        for event in events:
+            out.write(encode(event) + b"\n")
+    args.truth.write_text(truth.model_dump_json(indent=2) + "\n")
+    calls = sum(len(f.call_ids) for f in truth.faults)
+    print(
+        f"{len(events)} events: {len(truth.faults)} faults, {calls} of their calls, "
+        f"{len(truth.noise_call_ids)} noise calls",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from simulation.evaluate import evaluate
+    from simulation.storm import Truth
+
+    topology = load_topologies(args.topology)
+    correlator = Correlator(topology, CorrelationRules.load(args.rules))
+    bad: list[dict[str, Any]] = []
+    events = list(read_events(args.events, bad))
+    if bad:
+        raise ValueError(f"{args.events}: {len(bad)} bad line(s), first: {bad[0]}")
+    score = evaluate(correlator, events, Truth.model_validate_json(args.truth.read_text()))
+    sys.stdout.write(score.table())
+    if args.json:
+        args.json.write_text(score.model_dump_json(indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Storm simulation with known answers, and scoring correlation against them."""
