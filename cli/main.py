@@ -95,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--truth", required=True, type=Path, metavar="truth.json")
 
     ev = commands.add_parser("evaluate", help="replay a simulated storm and score it")
-    ev.add_argument("--topology", action="append", required=True, type=Path, metavar="FILE")
-    ev.add_argument("--events", required=True, type=Path, metavar="storm.jsonl")
-    ev.add_argument("--truth", required=True, type=Path, metavar="truth.json")
+    ev.add_argument("--topology", action="append", type=Path, metavar="FILE")
+    ev.add_argument("--events", type=Path, metavar="storm.jsonl")
+    ev.add_argument("--truth", type=Path, metavar="truth.json")
+    ev.add_argument(
+        "--suite", action="store_true", help="the fixed scenario suite (docs/QUALITY.md)"
+    )
     ev.add_argument("--rules", type=Path, metavar="rules.toml")
     ev.add_argument("--json", type=Path, metavar="score.json", help="also write the score")
 
@@ -204,7 +207,16 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from simulation.evaluate import evaluate
     from simulation.storm import Truth
+    from simulation.suite import run_suite, table
 
+    if args.suite:
+        rows = run_suite(CorrelationRules.load(args.rules))
+        sys.stdout.write(table(rows))
+        if args.json:
+            args.json.write_text(json.dumps([r.model_dump() for r in rows], indent=2) + "\n")
+        return 0
+    if not (args.topology and args.events and args.truth):
+        raise ValueError("evaluate needs --topology, --events and --truth (or --suite)")
     topology = load_topologies(args.topology)
     correlator = Correlator(topology, CorrelationRules.load(args.rules))
     bad: list[dict[str, Any]] = []
