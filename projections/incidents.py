@@ -117,8 +117,10 @@ class IncidentBook:
         match event:
             case CallPending():
                 self.call_outcomes.setdefault(event.call_id, "pending")
+                return
             case IndividualFault():
                 self.call_outcomes[event.call_id] = "individual"
+                return
             case IncidentOpened():
                 self.incidents[event.incident_id] = IncidentView(
                     incident_id=event.incident_id,
@@ -139,11 +141,17 @@ class IncidentBook:
                 )
                 self._index(event.incident_id)
                 self.domains[event.incident_id] = event.domain
-                self._note(event, f"opened at {event.device_kind} {event.device_id}: {event.cause}")
+                self._note(
+                    self.incidents[event.incident_id],
+                    event,
+                    f"opened at {event.device_kind} {event.device_id}: {event.cause}",
+                )
+                return
+        view = self.incidents.get(getattr(event, "incident_id", ""))
+        if view is None:
+            return  # not an incident's event, or of an incident this book never saw opened
+        match event:
             case CallAttached():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 self.call_outcomes[event.call_id] = event.incident_id
                 view.call_ids.append(event.call_id)
                 if event.repeat:
@@ -154,14 +162,12 @@ class IncidentBook:
                 if view.state == "stale":
                     view.state = "suspected"
                 self._note(
+                    view,
                     event,
                     f"call {event.call_id} at {event.node_id}"
                     + (" (repeat)" if event.repeat else ""),
                 )
             case IncidentEscalated():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 self._unindex(view.incident_id)
                 view.device_id, view.device_kind = event.device_id, event.device_kind
                 view.path, view.customers_affected = event.path, event.customers_affected
@@ -171,19 +177,14 @@ class IncidentBook:
                     if event.reason == "rolled_up"
                     else f"grew to {event.reporters} reporters"
                 )
-                self._note(event, text)
+                self._note(view, event, text)
             case IncidentConfirmed():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 view.state, view.confirmed_at = "confirmed", event.occurred_at
                 if view.cause == "unknown":
                     view.cause = f"scada: {event.signal}"
-                self._note(event, f"confirmed by SCADA {event.signal} at {event.device_id}")
+                self._note(view, event, f"confirmed by SCADA {event.signal} at {event.device_id}")
             case IncidentsMerged():
-                survivor = self.incidents.get(event.incident_id)
-                if survivor is None:
-                    return
+                survivor = view
                 for merged_id in event.merged_ids:
                     merged = self.incidents.get(merged_id)
                     if merged is None:
@@ -201,61 +202,40 @@ class IncidentBook:
                     survivor.repeat_calls += merged.repeat_calls
                     if merged.state == "confirmed" or merged.confirmed_at:
                         survivor.state = "confirmed"
-                self._note(event, "merged " + ", ".join(event.merged_ids))
+                self._note(view, event, "merged " + ", ".join(event.merged_ids))
             case IncidentRestored():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 self._unindex(view.incident_id)
                 view.state, view.restored_at = "restored", event.occurred_at
                 view.resolved_by = event.by
-                self._note(event, f"restored: {event.reason}")
+                self._note(view, event, f"restored: {event.reason}")
             case AcknowledgementRecorded():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 view.acknowledged_by, view.acknowledged_at = event.by, event.occurred_at
                 self._note(
-                    event, f"acknowledged by {event.by}" + (f": {event.note}" if event.note else "")
+                    view,
+                    event,
+                    f"acknowledged by {event.by}" + (f": {event.note}" if event.note else ""),
                 )
             case CauseRecorded():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 view.cause = event.cause
-                self._note(event, f"cause set by {event.by}: {event.cause}")
+                self._note(view, event, f"cause set by {event.by}: {event.cause}")
             case EtrRecorded():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 view.etr = event.etr
-                self._note(event, f"ETR set by {event.by}: {event.etr:%Y-%m-%d %H:%M} UTC")
+                self._note(view, event, f"ETR set by {event.by}: {event.etr:%Y-%m-%d %H:%M} UTC")
             case IncidentUnacknowledged():
-                self._note(event, f"not acknowledged: reminder {event.count}")
+                self._note(view, event, f"not acknowledged: reminder {event.count}")
             case DeadlinePassed():
                 stage = "reminder" if event.stage == 1 else "escalated to the supervisor"
-                self._note(event, f"past its handling deadline: {stage}")
+                self._note(view, event, f"past its handling deadline: {stage}")
             case IncidentStale():
-                view = self.incidents.get(event.incident_id)
-                if view is None:
-                    return
                 view.state = "stale"
-                self._note(event, "stale: no new report")
+                self._note(view, event, "stale: no new report")
             case AlertRaised():
-                view = self.incidents.get(event.incident_id)
-                if view is not None:
-                    self._note(event, f"alert ({event.severity}): {event.summary}")
+                self._note(view, event, f"alert ({event.severity}): {event.summary}")
 
-    def _note(self, event: DerivedBase, summary: str) -> None:
-        view = self.incidents.get(getattr(event, "incident_id", ""))
-        if view is None:
-            return
+    def _note(self, view: IncidentView, event: DerivedBase, summary: str) -> None:
         view.timeline.append(
             TimelineEntry(
-                at=event.occurred_at,
-                type=event.type,
-                summary=summary,
-                event_id=event.event_id,
+                at=event.occurred_at, type=event.type, summary=summary, event_id=event.event_id
             )
         )
         view.updated_at = max(view.updated_at, event.occurred_at)
