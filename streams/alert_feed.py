@@ -8,7 +8,6 @@ is never sent again: notifications are exactly once per key, the key being alert
 receiver (and channel).
 """
 
-import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -19,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError
 
 from alerting.notify import Delivery, Dispatcher, Notification, default_links, deliver
 from alerting.roster import shift_starts
-from streams.broker import acreate_topics
+from streams.follow import TopicFollower
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -43,7 +42,7 @@ def links_for(service: "Service", alert: dict[str, Any]) -> dict[str, str]:
     links = default_links(config.public_url, alert)
     if config.public_url and alert.get("incident_id"):
         incident = alert["incident_id"]
-        token = ack_token(service.settings.analytics_key(), incident)
+        token = ack_token(service.hash_key, incident)
         links["acknowledge"] = (
             f"{config.public_url.rstrip('/')}/v1/incidents/{incident}/acknowledge?token={token}"
         )
@@ -59,40 +58,9 @@ def record(delivery: Delivery, alert: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-class DeliveredFollower:
-    """Follows the `notifications` topic from its beginning: every key any worker delivered.
-
-    Drained before each batch of alerts, so a worker that takes over partitions after a
-    rebalance knows what the previous owner already sent.
-    """
-
-    def __init__(self, service: "Service") -> None:
-        self.service = service
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=service.bootstrap, group_id=None, metadata_max_age_ms=2000
-        )
-
-    async def start(self) -> None:
-        await self.consumer.start()
-        known: set[int] = set()
-        while not known:
-            known = self.consumer.partitions_for_topic("notifications") or set()
-            if not known:
-                await asyncio.sleep(0.2)
-        parts = [TopicPartition("notifications", p) for p in sorted(known)]
-        self.consumer.assign(parts)
-        await self.consumer.seek_to_beginning(*parts)
-        ends = await self.consumer.end_offsets(parts)
-        while any([await self.consumer.position(tp) < end for tp, end in ends.items()]):
-            await self.drain(timeout_ms=500)
-
-    async def drain(self, timeout_ms: int = 0) -> None:
-        for records in (await self.consumer.getmany(timeout_ms=timeout_ms)).values():
-            for r in records:
-                remember_record(self.service, json.loads(r.value or b"{}"))
-
-    async def stop(self) -> None:
-        await self.consumer.stop()
+def remember_records(service: "Service", records: list[Any]) -> None:
+    for r in records:
+        remember_record(service, json.loads(r.value or b"{}"))
 
 
 def remember_record(service: "Service", body: dict[str, Any]) -> None:
@@ -162,9 +130,12 @@ async def feed_alerts(service: "Service") -> None:
     """Dispatch every alert once, record the outcome, then commit; forever."""
     config = service.alerting
     assert config is not None
-    await acreate_topics(service.bootstrap, {"notifications": service.settings.partitions})
-    follower = DeliveredFollower(service)
+    # Every key any worker delivered, read back before each batch: a worker that takes over
+    # partitions after a rebalance knows what the previous owner already sent.
+    follower = TopicFollower(service.bootstrap, "notifications", service.settings.partitions)
     await follower.start()
+    while not await follower.caught_up():
+        remember_records(service, await follower.poll(timeout_ms=500))
     producer = AIOKafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
     consumer = AIOKafkaConsumer(
         "alerts",
@@ -185,7 +156,7 @@ async def feed_alerts(service: "Service") -> None:
             # A shift that began while the worker was down still gets its handover.
             handovers_since = datetime.now(UTC) - timedelta(minutes=10)
             while True:
-                await follower.drain()
+                remember_records(service, await follower.poll())
                 handovers_since = await send_handovers(
                     service, dispatcher, producer, handovers_since
                 )

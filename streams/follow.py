@@ -1,0 +1,52 @@
+"""Reading one topic whole: every partition from its beginning, no consumer group, then live.
+
+For state every worker needs in full (the incident book, the delivered notification keys):
+a group would split the partitions between workers and resume from committed offsets.
+"""
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from streams.broker import acreate_topics
+
+
+class TopicFollower:
+    """`start()` seeks to the beginning; `poll()` returns what came; `caught_up()` says
+    whether everything that was on the topic at start has been read."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=2000,
+        )
+        self._targets: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        # On a new broker nothing has written to the topic yet: create it first, so the
+        # consumer's first metadata already lists its partitions.
+        await acreate_topics(self.bootstrap, {self.topic: self.partitions})
+        await self.consumer.start()
+        known: set[int] = set()
+        while not known:
+            known = self.consumer.partitions_for_topic(self.topic) or set()
+            if not known:
+                await asyncio.sleep(0.2)
+        assigned = [TopicPartition(self.topic, p) for p in sorted(known)]
+        self.consumer.assign(assigned)
+        await self.consumer.seek_to_beginning(*assigned)
+        self._targets = await self.consumer.end_offsets(assigned)
+
+    async def poll(self, timeout_ms: int = 0, max_records: int = 2000) -> list[ConsumerRecord]:
+        batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [record for records in batch.values() for record in records]
+
+    async def caught_up(self) -> bool:
+        return all([await self.consumer.position(tp) >= end for tp, end in self._targets.items()])
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
