@@ -19,7 +19,6 @@ from typing import Any
 
 import faust
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from alerting.config import AlertingConfig
 from correlators.correlator import Correlator
@@ -34,7 +33,7 @@ from projections.incidents import IncidentBook
 from projections.rows import Projector
 from projections.sink import Sink
 from streams.alert_feed import feed_alerts, notifications_buffer
-from streams.broker import acreate_topics
+from streams.follow import TopicFollower
 from streams.projection_feed import keep_feeding
 from streams.settings import Settings
 from streams.tasks import keep_running
@@ -79,6 +78,7 @@ class Service:
         """host:port,... for plain aiokafka clients."""
         return ",".join(url.split("://", 1)[-1] for url in self.settings.broker_urls)
 
+    hash_key: bytes = b""  # HMAC key of reporter hashes and acknowledge links, read once
     ready: bool = False  # set once the worker has joined its group and recovered its tables
     book_caught_up: bool = False  # the incident book has read the stream as it was at start
 
@@ -131,7 +131,9 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         **tansu_options,
         autodiscover=False,
     )
-    service = Service(app=app, settings=settings, correlator=correlator)
+    service = Service(
+        app=app, settings=settings, correlator=correlator, hash_key=settings.analytics_key()
+    )
 
     def topic(name: str) -> Any:
         t = app.topic(
@@ -197,7 +199,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
                 await correlate_topic.send(key=domain.encode(), value=message)
 
     if settings.projections:
-        projector = Projector(correlator.topology, settings.analytics_key())
+        projector = Projector(correlator.topology, service.hash_key)
         service.sink = Sink(
             open_store=lambda: open_store(settings.clickhouse_url, settings.chdb_dir),
             projector=projector,
@@ -225,45 +227,22 @@ async def follow_incident_stream(service: Service) -> None:
     No consumer group: every API process reads every partition, so a lookup answers the same
     on any worker and a restarted worker knows every incident again.
     """
-    bootstrap = service.bootstrap
-    # On a new broker nothing has written to the incident stream yet: create it first, so the
-    # consumer's first metadata already lists its partitions.
-    await acreate_topics(bootstrap, {"incidents": service.settings.partitions})
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        metadata_max_age_ms=2000,
-    )
-    await consumer.start()
+    follower = TopicFollower(service.bootstrap, "incidents", service.settings.partitions)
+    await follower.start()
     service.book = IncidentBook()  # (re)read from the beginning: start from an empty book
     service.book_caught_up = False
     try:
-        known: set[int] = set()
-        while not known:
-            known = consumer.partitions_for_topic("incidents") or set()
-            if not known:
-                await asyncio.sleep(0.2)
-        partitions = [TopicPartition("incidents", p) for p in sorted(known)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        targets = await consumer.end_offsets(partitions)
         while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
-            for records in batch.values():
-                for record in records:
-                    try:
-                        service.book.apply(decode_derived(record.value or b""))
-                    except Exception:
-                        log.exception("incident_book.failed", offset=record.offset)
-            if not service.book_caught_up:
-                positions = {tp: await consumer.position(tp) for tp in partitions}
-                if all(positions[tp] >= end for tp, end in targets.items()):
-                    service.book_caught_up = True
-                    log.info("incident_book.caught_up", incidents=len(service.book.incidents))
+            for record in await follower.poll(timeout_ms=500):
+                try:
+                    service.book.apply(decode_derived(record.value or b""))
+                except Exception:
+                    log.exception("incident_book.failed", offset=record.offset)
+            if not service.book_caught_up and await follower.caught_up():
+                service.book_caught_up = True
+                log.info("incident_book.caught_up", incidents=len(service.book.incidents))
     finally:
-        await consumer.stop()
+        await follower.stop()
 
 
 async def ingest(service: Service, source: str, payload: bytes | None) -> None:

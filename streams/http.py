@@ -319,7 +319,7 @@ def register(service: Service) -> None:
             token = cast(web.Request, request).query.get("token", "")
             if action != "acknowledge":
                 return problem(self, 405, "only acknowledge has a link; POST the others")
-            expected = ack_token(service.settings.analytics_key(), incident_id)
+            expected = ack_token(service.hash_key, incident_id)
             if not hmac.compare_digest(token, expected):
                 return problem(self, 403, "the link's token is not valid for this incident")
             return await act(
