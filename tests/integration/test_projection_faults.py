@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from correlators.rules import CorrelationRules
 from projections.backends import open_store
 from projections.reports import daily, handover
 from streams.broker import EmbeddedBroker
+from streams.follow import TopicFollower
 from tests.integration.conftest import ROOT, Worker, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,24 +38,15 @@ def incident_stream_ids(bootstrap: str) -> set[str]:
     """Every event id on the incidents topic, read from the beginning."""
 
     async def read() -> set[str]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        await consumer.start()
+        follower = TopicFollower(bootstrap, "incidents", partitions=4)
+        await follower.start()
         try:
-            await consumer.topics()
-            parts = [
-                TopicPartition("incidents", p)
-                for p in sorted(consumer.partitions_for_topic("incidents") or ())
-            ]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await consumer.end_offsets(parts)
             ids: set[str] = set()
-            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    ids |= {json.loads(r.value)["event_id"] for r in records}
+            while not await follower.caught_up():
+                ids |= {json.loads(r.value)["event_id"] for r in await follower.poll(500)}
             return ids
         finally:
-            await consumer.stop()
+            await follower.stop()
 
     return asyncio.run(read())
 
