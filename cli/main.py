@@ -4,6 +4,7 @@ outage run                 the service: embedded broker unless OUTAGE_BROKER is 
 outage replay ...          the correlators over a JSONL file, without Kafka
 outage schema              JSON Schema of every inbound and derived event
 outage topology check F    validate network files
+outage topology import ... pandapower, OpenDSS or heating-network models to topology CSV
 outage report ...          daily, handover and callback reports from ClickHouse
 outage projections rebuild refill the ClickHouse tables from the event store
 outage simulate / evaluate a storm with known answers, and its score
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cli import network_import
 from correlators.correlator import Correlator
 from correlators.replay import replay
 from correlators.rules import CorrelationRules
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     topo_commands = topo.add_subparsers(dest="topology_command", required=True)
     check = topo_commands.add_parser("check", help="validate network files")
     check.add_argument("files", nargs="+", type=Path)
+    network_import.add_parser(topo_commands)
 
     report = commands.add_parser("report", help="reports from the ClickHouse projections")
     reports = report.add_subparsers(dest="report", required=True)
@@ -109,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schema":
             print(json.dumps(json_schemas(), indent=2))
             return 0
+        if args.command == "topology" and args.topology_command == "import":
+            return network_import.run_import(args)
         if args.command == "topology":
             return check_topology(args.files)
         if args.command == "replay":
