@@ -8,6 +8,7 @@ outage topology import ... pandapower, OpenDSS or heating-network models to topo
 outage report ...          daily, handover and callback reports from ClickHouse
 outage projections rebuild refill the ClickHouse tables from the event store
 outage simulate / evaluate a storm with known answers, and its score
+outage records ...         replay public records (NYC 311 heat complaints, Union Power outages)
 """
 
 import argparse
@@ -94,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--noise", type=int, default=10, help="unrelated individual calls")
     sim.add_argument("--call-share", type=float, default=0.4)
     sim.add_argument("--no-scada", action="store_true", help="no telemetry at all")
+    sim.add_argument(
+        "--telemetered-faults", type=int, default=0, help="random faults on telemetered devices"
+    )
     sim.add_argument("--out", required=True, type=Path, metavar="storm.jsonl")
     sim.add_argument("--truth", required=True, type=Path, metavar="truth.json")
 
@@ -106,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ev.add_argument("--rules", type=Path, metavar="rules.toml")
     ev.add_argument("--json", type=Path, metavar="score.json", help="also write the score")
+
+    recs = commands.add_parser("records", help="replay public call and outage records")
+    recs.add_argument("source", choices=("nyc311", "union-power"))
+    recs.add_argument("files", nargs="+", type=Path)
+    recs.add_argument("--rules", type=Path, metavar="rules.toml")
+    recs.add_argument("--json", type=Path, metavar="summary.json")
 
     args = parser.parse_args(argv)
     try:
@@ -126,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_simulate(args)
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "records":
+            return run_records(args)
         from streams.service import run_service  # imports faust: only when it is needed
 
         return run_service(port=args.port)
@@ -190,6 +202,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     storm = Storm(
         seed=args.seed,
         faults=args.faults,
+        telemetered_faults=args.telemetered_faults,
         devices=tuple(args.device),
         noise_calls=args.noise,
         call_share=args.call_share,
@@ -232,6 +245,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     sys.stdout.write(score.table())
     if args.json:
         args.json.write_text(score.model_dump_json(indent=2) + "\n")
+    return 0
+
+
+def run_records(args: argparse.Namespace) -> int:
+    from records.report import replay_nyc311, replay_union_power
+
+    if args.source == "nyc311":
+        summary = replay_nyc311(args.files, CorrelationRules.load(args.rules))
+    else:
+        summary = replay_union_power(args.files, args.rules and CorrelationRules.load(args.rules))
+    print(summary.table())
+    if args.json:
+        args.json.write_text(summary.model_dump_json(indent=2))
     return 0
 
 

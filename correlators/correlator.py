@@ -542,6 +542,12 @@ class Correlator:
             return True
         if reporters < rule.min_reporters or len(found.children) < rule.min_children:
             return False
+        if rule.min_customer_share:
+            # A fault high up takes many customers off supply at once; a few reports under a
+            # large node are likelier separate small faults than one big one.
+            customers = self.topology.customers_under(node) or 1
+            if reporters / customers < rule.min_customer_share:
+                return False
         if rule.min_child_share:
             children = len(self.topology.children(node)) or 1
             return len(found.children) / children >= rule.min_child_share

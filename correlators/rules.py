@@ -24,6 +24,7 @@ class LevelRule(BaseModel):
     min_reporters: int = Field(default=3, ge=1)
     min_children: int = Field(default=0, ge=0)
     min_child_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_customer_share: float = Field(default=0.0, ge=0.0, le=1.0)
     whole_building_reporters: int | None = Field(default=None, ge=1)
     window_minutes: float | None = Field(default=None, gt=0)
 

@@ -49,6 +49,7 @@ class Storm:
     noise_calls: int = 10  # unrelated individual calls over the storm
     restore_after_minutes: float = 90
     scada: bool = True  # SCADA trips and closings for telemetered devices
+    telemetered_faults: int = 0  # of the random faults, how many at least on telemetered kinds
 
 
 class FaultTruth(BaseModel):
@@ -139,14 +140,22 @@ def _pick_devices(topology: Topology, storm: Storm, rng: random.Random) -> list[
         for n in topology.nodes.values()
         if n.kind in storm.fault_kinds and topology.premises_under(n.id)
     )
+    telemetered = [c for c in candidates if topology.node(c).kind in storm.telemetered_kinds]
     chosen: list[str] = []
-    for device in rng.sample(candidates, len(candidates)):
-        # Faults that overlap would make the answer key ambiguous: keep them apart.
-        if any(topology.covers(device, c) or topology.covers(c, device) for c in chosen):
-            continue
-        chosen.append(device)
-        if len(chosen) == storm.faults:
-            break
+    # Telemetered faults first, so a SCADA scenario really has breakers to trip.
+    for pool, wanted in (
+        (telemetered, min(storm.telemetered_faults, storm.faults)),
+        (candidates, storm.faults),
+    ):
+        if len(chosen) >= wanted:
+            continue  # draw nothing, so scenarios without this option stay as they were
+        for device in rng.sample(pool, len(pool)):
+            if len(chosen) >= wanted:
+                break
+            # Faults that overlap would make the answer key ambiguous: keep them apart.
+            if any(topology.covers(device, c) or topology.covers(c, device) for c in chosen):
+                continue
+            chosen.append(device)
     return chosen
 
 

@@ -33,6 +33,8 @@ SCENARIOS = tuple(
             faults=faults,
             noise_calls=noise,
             scada=scada,
+            # With SCADA, one fault is on a telemetered device (feeder, heat substation).
+            telemetered_faults=1 if scada else 0,
             spread_minutes=spread,
         ),
     )

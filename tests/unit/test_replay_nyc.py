@@ -6,11 +6,9 @@ the data, so the test says what the rules imply for these calls, not what one ru
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from correlators.correlator import Correlator
 from correlators.replay import ReplayResult, replay
 from correlators.rules import CorrelationRules
 from events import CallReported
-from topology import topology_from_rows
+from records.nyc311 import read_nyc311
 
 DATA = Path(__file__).parents[2].parent / "shared/data/nyc311-2024-04-15.csv"
 SANFORD = "142-30 SANFORD AVENUE"
@@ -41,41 +39,18 @@ def nyc() -> Replayed:
         if os.environ.get("CI"):
             pytest.fail(reason)  # CI has shared/ beside the clone: a skip there would hide a loss
         pytest.skip(reason)
-    with DATA.open(newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["complaint_type"] == "HEAT/HOT WATER"]
-    rows.sort(key=lambda r: (r["created_date"], r["unique_key"]))
-    addresses = sorted({r["incident_address"] for r in rows})
-    topology = topology_from_rows(
-        {
-            "id": f"NYC-B{i:03d}",
-            "kind": "building",
-            "parent": None,
-            "utility": "heat",
-            "customers": 1,
-            "address": address,
-        }
-        for i, address in enumerate(addresses)
-    )
-    calls = [
-        CallReported(
-            event_id=r["unique_key"],
-            occurred_at=datetime.fromisoformat(r["created_date"]),  # no zone: taken as UTC
-            utility="heat",
-            address=r["incident_address"],
-            scope="whole_building" if r["descriptor"] == "ENTIRE BUILDING" else "unknown",
-            symptom=r["descriptor"].lower(),
-        )
-        for r in rows
-    ]
+    complaints = read_nyc311([DATA])
     calls_at: dict[str, list[str]] = defaultdict(list)
     whole: dict[str, bool] = defaultdict(bool)
-    for r in rows:
-        calls_at[r["incident_address"]].append(r["unique_key"])
-        whole[r["incident_address"]] |= r["descriptor"] == "ENTIRE BUILDING"
-    result = replay(Correlator(topology, CorrelationRules.load()), calls)
+    for call in complaints.calls:
+        address = complaints.address_of[call.event_id]
+        calls_at[address].append(call.event_id)
+        whole[address] |= call.scope == "whole_building"
+    calls = complaints.calls
+    result = replay(Correlator(complaints.topology, CorrelationRules.load()), calls)
     return Replayed(
         calls=calls,
-        address_of={r["unique_key"]: r["incident_address"] for r in rows},
+        address_of=complaints.address_of,
         calls_at=dict(calls_at),
         whole_building_at=dict(whole),
         result=result,
