@@ -108,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument(
         "--suite", action="store_true", help="the fixed scenario suite (docs/QUALITY.md)"
     )
+    ev.add_argument(
+        "--network",
+        action="append",
+        metavar="NAME",
+        help="suite networks (default: heat-district, lv_schutterwald, mv_oberrhein; "
+        "also heat-sample, power-sample)",
+    )
     ev.add_argument("--rules", type=Path, metavar="rules.toml")
     ev.add_argument("--json", type=Path, metavar="score.json", help="also write the score")
 
@@ -225,10 +232,10 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from simulation.evaluate import evaluate
     from simulation.storm import Truth
-    from simulation.suite import run_suite, table
+    from simulation.suite import NETWORKS, run_suite, table
 
     if args.suite:
-        rows = run_suite(CorrelationRules.load(args.rules))
+        rows = run_suite(CorrelationRules.load(args.rules), tuple(args.network or NETWORKS))
         sys.stdout.write(table(rows))
         if args.json:
             args.json.write_text(json.dumps([r.model_dump() for r in rows], indent=2) + "\n")

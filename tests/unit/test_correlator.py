@@ -146,9 +146,19 @@ class Outcome:
         return self.before + self.derived
 
 
-# The default rules with the shift-lead timers (acknowledgement reminders, handling
-# deadlines) out of the way, so each test pins its own rule; TIMERS below pins those.
-QUIET_RULES = CorrelationRules.load(power={"ack_reminders": 0, "handling_deadline_minutes": 10**6})
+# The shift-lead timers (acknowledgement reminders, handling deadlines) out of the way, so each
+# test pins its own rule (TIMERS below pins those), and the level rules these tests were written
+# against pinned here: tuning the defaults (docs/QUALITY.md) must not change what they check.
+LEVELS = {
+    "building": {"min_reporters": 3, "whole_building_reporters": 2},
+    "fuse": {"min_reporters": 3, "min_children": 2},
+    "transformer": {"min_reporters": 3, "min_children": 2},
+    "feeder": {"min_reporters": 5, "min_children": 2, "min_child_share": 0.25},
+    "substation": {"min_reporters": 10, "min_children": 2, "min_child_share": 0.5},
+}
+QUIET_RULES = CorrelationRules.load(
+    power={"ack_reminders": 0, "handling_deadline_minutes": 10**6, "levels": LEVELS}
+)
 
 
 class given:  # lower case: reads as the first word of a given/when/then sentence
@@ -394,6 +404,30 @@ def test_incident_rolls_up_keeping_its_id() -> None:
     view = outcome.book.incidents[original.incident_id]
     assert view.device_id == FUSE
     assert view.call_ids == ["c1", "c2", "c3", "c4"]
+
+
+def test_customer_share_keeps_two_small_faults_from_rolling_up_to_the_feeder() -> None:
+    """Reports under two transformers roll up to the feeder by count; with min_customer_share
+    the feeder also needs that share of its customers reporting, so they stay apart."""
+    calls = [
+        call(f"t{t}-{n}", n, flat(b, 1, transformer=t))
+        for t in (1, 2)
+        for n, b in ((1, 1), (2, 2), (3, 3))
+    ]
+    by_count = given(*calls[:4]).when(*calls[4:])
+    assert by_count.one(IncidentEscalated).device_id == FEEDER
+    shared = CorrelationRules.load(
+        power={
+            "ack_reminders": 0,
+            "handling_deadline_minutes": 10**6,
+            "levels": {**LEVELS, "feeder": {**LEVELS["feeder"], "min_customer_share": 0.1}},
+        }
+    )
+    by_share = given(*calls[:4], rules=shared).when(*calls[4:])
+    assert not by_share.of(IncidentEscalated)
+    devices = {e.device_id for e in by_share.everything if isinstance(e, IncidentOpened)}
+    # 6 of the feeder's 96 customers: two fuse faults, not a feeder fault
+    assert devices == {"FU-FDR1-T1-2", "FU-FDR1-T2-2"}
 
 
 def test_roll_up_merges_younger_incidents_into_the_oldest() -> None:
