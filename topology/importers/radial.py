@@ -170,7 +170,12 @@ class NetworkGraph:
         )
 
     def _loop(self, a: str, b: str, closing: _Edge, via: dict[str, int | None]) -> list[str]:
-        """The ring a ... common point ... b, closed by `closing`."""
+        """The ring a ... common point ... b, closed by `closing`; a device in series is its
+        point and the label of both its connections, so repeats are shown once."""
+        ring = self._ring(a, b, closing, via)
+        return [step for i, step in enumerate(ring) if i == 0 or step != ring[i - 1]]
+
+    def _ring(self, a: str, b: str, closing: _Edge, via: dict[str, int | None]) -> list[str]:
         up_a = self._way_up(a, via)
         up_b = self._way_up(b, via)
         common = set(up_a[::2]) & set(up_b[::2])
