@@ -81,7 +81,7 @@ class _Evidence:
     """What lies under one node: the reports and incidents that could explain a fault there."""
 
     reporters: set[str] = field(default_factory=set)
-    children: set[str] = field(default_factory=set)
+    children: dict[str, set[str]] = field(default_factory=dict)  # child -> reporters under it
     whole_building: bool = False
 
 
@@ -526,7 +526,7 @@ class Correlator:
                 found.reporters.update(reporters)
                 found.whole_building |= whole
                 if depth + 1 < len(item_path):
-                    found.children.add(item_path[depth + 1])
+                    found.children.setdefault(item_path[depth + 1], set()).update(reporters)
 
         for call in [*state.pending.values(), new_call]:
             add(call.node_id, (call.reporter,), call.whole_building, call.occurred_at)
@@ -540,17 +540,25 @@ class Correlator:
         whole = rule.whole_building_reporters
         if whole and found.whole_building and reporters >= whole:
             return True
-        if reporters < rule.min_reporters or len(found.children) < rule.min_children:
+        if reporters < rule.min_reporters:
             return False
+        affected = found.children
         if rule.min_customer_share:
             # A fault high up takes many customers off supply at once; a few reports under a
-            # large node are likelier separate small faults than one big one.
-            customers = self.topology.customers_under(node) or 1
-            if reporters / customers < rule.min_customer_share:
+            # large node are likelier separate small faults than one big one. The same holds
+            # for each child: one stray call under a child does not make it part of the fault.
+            if reporters / (self.topology.customers_under(node) or 1) < rule.min_customer_share:
                 return False
+            affected = {
+                child: under
+                for child, under in found.children.items()
+                if len(under) >= rule.min_customer_share * self.topology.customers_under(child)
+            }
+        if len(affected) < rule.min_children:
+            return False
         if rule.min_child_share:
             children = len(self.topology.children(node)) or 1
-            return len(found.children) / children >= rule.min_child_share
+            return len(affected) / children >= rule.min_child_share
         return True
 
     def _claim(

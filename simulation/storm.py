@@ -50,6 +50,7 @@ class Storm:
     restore_after_minutes: float = 90
     scada: bool = True  # SCADA trips and closings for telemetered devices
     telemetered_faults: int = 0  # of the random faults, how many at least on telemetered kinds
+    min_premises: int = 1  # random faults only where at least this many premises are cut off
 
 
 class FaultTruth(BaseModel):
@@ -138,7 +139,8 @@ def _pick_devices(topology: Topology, storm: Storm, rng: random.Random) -> list[
     candidates = sorted(
         n.id
         for n in topology.nodes.values()
-        if n.kind in storm.fault_kinds and topology.premises_under(n.id)
+        if n.kind in storm.fault_kinds
+        and len(topology.premises_under(n.id)) >= max(storm.min_premises, 1)
     )
     telemetered = [c for c in candidates if topology.node(c).kind in storm.telemetered_kinds]
     chosen: list[str] = []

@@ -38,6 +38,9 @@ def scenarios(networks: tuple[str, ...] = NETWORKS) -> tuple[Scenario, ...]:
                 scada=scada,
                 # With SCADA, one fault is on a telemetered device (feeder, heat substation).
                 telemetered_faults=1 if scada else 0,
+                # An area fault: one flat without supply is an individual fault, not a test
+                # of correlation.
+                min_premises=4,
                 spread_minutes=spread,
             ),
             noise,

@@ -151,10 +151,22 @@ class Outcome:
 # against pinned here: tuning the defaults (docs/QUALITY.md) must not change what they check.
 LEVELS = {
     "building": {"min_reporters": 3, "whole_building_reporters": 2},
-    "fuse": {"min_reporters": 3, "min_children": 2},
-    "transformer": {"min_reporters": 3, "min_children": 2},
-    "feeder": {"min_reporters": 5, "min_children": 2, "min_child_share": 0.25},
-    "substation": {"min_reporters": 10, "min_children": 2, "min_child_share": 0.5},
+    "fuse": {"min_reporters": 3, "min_children": 2, "min_customer_share": 0},
+    "switch": {"min_reporters": 3, "min_children": 2, "min_customer_share": 0},
+    "lateral": {"min_reporters": 3, "min_children": 2, "min_customer_share": 0},
+    "transformer": {"min_reporters": 3, "min_children": 2, "min_customer_share": 0},
+    "feeder": {
+        "min_reporters": 5,
+        "min_children": 2,
+        "min_child_share": 0.25,
+        "min_customer_share": 0,
+    },
+    "substation": {
+        "min_reporters": 10,
+        "min_children": 2,
+        "min_child_share": 0.5,
+        "min_customer_share": 0,
+    },
 }
 QUIET_RULES = CorrelationRules.load(
     power={"ack_reminders": 0, "handling_deadline_minutes": 10**6, "levels": LEVELS}
@@ -428,6 +440,31 @@ def test_customer_share_keeps_two_small_faults_from_rolling_up_to_the_feeder() -
     devices = {e.device_id for e in by_share.everything if isinstance(e, IncidentOpened)}
     # 6 of the feeder's 96 customers: two fuse faults, not a feeder fault
     assert devices == {"FU-FDR1-T1-2", "FU-FDR1-T2-2"}
+
+
+def test_a_stray_call_under_a_second_child_does_not_make_it_affected() -> None:
+    """With min_customer_share, a child counts towards min_children only when that share of
+    its own customers report: one call under a second transformer does not lift a transformer
+    fault to the feeder."""
+    shared = CorrelationRules.load(
+        power={
+            "ack_reminders": 0,
+            "handling_deadline_minutes": 10**6,
+            "levels": {**LEVELS, "feeder": {**LEVELS["feeder"], "min_customer_share": 0.1}},
+        }
+    )
+    fault = [
+        call(f"t1-{f}-{b}-{n}", 0, flat(b, n, fuse=f))
+        for f in (1, 2)
+        for b in (1, 2, 3)
+        for n in (1, 2)
+    ]  # 12 of transformer 1's 24 customers: 12 of the feeder's 96
+    stray = call("stray", 5, flat(1, 1, transformer=2))
+    assert given(*fault).when(stray).one(IncidentEscalated).device_id == FEEDER  # by count
+    outcome = given(*fault, rules=shared).when(stray)
+    assert not outcome.of(IncidentEscalated)
+    places = [e.device_id for e in outcome.everything if isinstance(e, IncidentEscalated)]
+    assert places[-1] == TRANSFORMER
 
 
 def test_roll_up_merges_younger_incidents_into_the_oldest() -> None:
