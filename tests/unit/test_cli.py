@@ -108,3 +108,43 @@ def test_topology_check_counts_the_sample(capsys: pytest.CaptureFixture[str]) ->
     assert main(["topology", "check", str(HEAT_CSV)]) == 0
     out = capsys.readouterr().out
     assert "1 correlation domain(s): HS1" in out and "premise" in out
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs/examples/heating"
+
+
+def test_topology_import_writes_a_model_that_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`topology import heating` writes a CSV that `topology check` accepts, and counts kinds."""
+    out = tmp_path / "heat.csv"
+    args = ["topology", "import", "heating", str(EXAMPLES / "network.geojson"), "--out", str(out)]
+    assert main([*args, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"to {out}: 1 correlation domain(s)" in printed and "heat_substation  3" in printed
+    assert main(["topology", "check", str(out)]) == 0
+
+
+def test_topology_import_refuses_a_loop_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipe network closed into a ring exits 2 naming the loop, and writes nothing."""
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("id,kind\nHS,heat_source\nA,heat_substation\nB,heat_substation\n")
+    pipes = tmp_path / "pipes.csv"
+    pipes.write_text("id,from,to\nP1,HS,A\nP2,A,B\nP3,B,HS\n")
+    out = tmp_path / "out.csv"
+    args = ["topology", "import", "heating", str(nodes), str(pipes), "--out", str(out), "--quiet"]
+    assert main(args) == 2
+    assert "not radial" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_records_union_power_refuses_a_malformed_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed outage export exits 2 naming the file and record, without a traceback."""
+    bad = tmp_path / "bad.js"
+    bad.write_text('[{"Substation": "X"}]')
+    assert main(["records", "union-power", str(bad)]) == 2
+    assert "bad.js: record 1" in capsys.readouterr().err
