@@ -149,7 +149,7 @@ class Outcome:
 # The shift-lead timers (acknowledgement reminders, handling deadlines) out of the way, so each
 # test pins its own rule (TIMERS below pins those), and the level rules these tests were written
 # against pinned here: tuning the defaults (docs/QUALITY.md) must not change what they check.
-LEVELS = {
+LEVELS: dict[str, dict[str, float]] = {
     "building": {"min_reporters": 3, "whole_building_reporters": 2},
     "fuse": {"min_reporters": 3, "min_children": 2, "min_customer_share": 0},
     "switch": {"min_reporters": 3, "min_children": 2, "min_customer_share": 0},
