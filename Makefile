@@ -49,8 +49,12 @@ system-deps:
 	fi
 
 bench: $(STAMP) system-deps
-	$(PY) -m bench.run
-	$(PY) -m bench.projections
+	@mkdir -p var/bench
+	$(PY) -m bench.correlator --json var/bench/correlator.json
+	$(PY) -m bench.end_to_end --json var/bench/end_to_end.json
+	$(PY) -m bench.lookup --json var/bench/lookup.json
+	$(PY) -m bench.naive --json var/bench/naive.json
+	$(PY) -m bench.projections --json var/bench/projections.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

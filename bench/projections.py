@@ -1,7 +1,8 @@
 """`make bench` (second part): rows/s into each ClickHouse backend, and projection lag under load.
 
-1. The storm of `bench.storm`, correlated, is written through the real `Sink` in batches of
-   several sizes into chDB and into Debian's clickhouse-server: rows/s per backend and size.
+1. A simulated storm (`simulation.storm`, in rounds until it has `--events`), correlated, is
+   written through the real `Sink` in batches of several sizes into chDB and into Debian's
+   clickhouse-server: rows/s per backend and size.
 2. Calls are produced onto the broker at a steady rate (5,000/s by default) while the same
    projection feed that runs in the worker consumes them into chDB; the lag (events behind,
    seconds behind) is sampled every second.
@@ -10,6 +11,7 @@
 import argparse
 import asyncio
 import contextlib
+import logging
 import statistics
 import tempfile
 import time
@@ -20,7 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.storm import storm
+from bench.common import DATE, print_table, storm_events, write_json
 from correlators.correlator import Correlator
 from correlators.replay import replay
 from correlators.rules import CorrelationRules
@@ -30,7 +32,9 @@ from projections.backends import open_store
 from projections.local_server import ClickHouseServer, server_binary
 from projections.rows import Projector
 from projections.sink import Message, Sink
+from simulation.storm import Storm
 from streams import logs
+from streams.app import INBOUND_TOPICS
 from streams.broker import EmbeddedBroker, create_topics
 from streams.projection_feed import TOPICS, feed_projections, sink_lag
 from topology.load import load_topology
@@ -40,13 +44,10 @@ TOPOLOGY = load_topology(POWER_CSV)
 KEY = b"bench"
 
 
-def storm_messages(waves: int) -> list[Message]:
-    events = storm(TOPOLOGY, waves=waves)
+def storm_messages(count: int) -> list[Message]:
+    events = storm_events(TOPOLOGY, Storm(seed=7, faults=20, noise_calls=20), min_events=count)
     derived = replay(Correlator(TOPOLOGY, CorrelationRules.load()), events).derived
-    inbound = [
-        Message("calls" if e.type == "call_reported" else "scada", 0, n, 0, encode(e))
-        for n, e in enumerate(events)
-    ]
+    inbound = [Message(INBOUND_TOPICS[e.type], 0, n, 0, encode(e)) for n, e in enumerate(events)]
     return inbound + [Message("incidents", 0, n, 0, encode(e)) for n, e in enumerate(derived)]
 
 
@@ -63,8 +64,8 @@ def rows_per_second(open_one: Any, messages: list[Message], batch: int) -> float
         sink.close()
 
 
-def backends_bench(waves: int, sizes: list[int]) -> dict[str, dict[int, float]]:
-    messages = storm_messages(waves)
+def backends_bench(count: int, sizes: list[int]) -> dict[str, dict[int, float]]:
+    messages = storm_messages(count)
     print(f"projection input: {len(messages)} messages (inbound and incident stream)")
     figures: dict[str, dict[int, float]] = {"chdb": {}, "clickhouse-server": {}}
     for size in sizes:
@@ -161,32 +162,41 @@ async def lag_under_load(rate: int, seconds: int, batch: int) -> dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--waves", type=int, default=300)
+    parser.add_argument("--events", type=int, default=5000, help="inbound events of the storm")
     parser.add_argument("--rate", type=int, default=5000, help="calls per second under load")
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     logs.configure("WARNING", "console")  # figures on stdout, not the services' chatter
+    # clickhouse-driver logs every refused connection while the server starts: not a figure
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
     sizes = [100, 500, 2000, 5000]
-    figures = backends_bench(args.waves, sizes)
-    print(f"{'rows/s by batch size (messages)':38} " + " ".join(f"{s:>9}" for s in sizes))
-    for backend, per_size in figures.items():
-        if per_size:
-            print(f"{'  ' + backend:38} " + " ".join(f"{per_size[s]:>9,.0f}" for s in sizes))
+    figures = backends_bench(args.events, sizes)
+    print_table(
+        f"rows/s into ClickHouse through the Sink, by batch size in messages ({DATE})",
+        ["backend", *(f"{s:,}" for s in sizes)],
+        [
+            [backend, *(per_size[s] for s in sizes)]
+            for backend, per_size in figures.items()
+            if per_size
+        ],
+    )
     lag = asyncio.run(lag_under_load(args.rate, args.seconds, batch=2000))
-    print(
-        f"{'steady load, calls/s asked / achieved':38} {lag['rate_asked']:>9,} / "
-        f"{lag['rate_achieved']:,.0f}"
+    print_table(
+        f"projection lag under {args.rate:,} calls/s for {args.seconds} s (chDB, batches of 2,000)",
+        ["figure", "value"],
+        [
+            ["calls/s asked", lag["rate_asked"]],
+            ["calls/s achieved", lag["rate_achieved"]],
+            ["events behind, median", lag["events_behind_median"]],
+            ["events behind, max", lag["events_behind_max"]],
+            ["seconds behind, median", lag["seconds_behind_median"]],
+            ["seconds behind, max", lag["seconds_behind_max"]],
+            ["drained after the load stopped, s", lag["drained_after_s"]],
+        ],
     )
-    print(
-        f"{'projection lag, events, median / max':38} {lag['events_behind_median']:>9,.0f} / "
-        f"{lag['events_behind_max']:,.0f}"
-    )
-    print(
-        f"{'projection lag, seconds, median / max':38} {lag['seconds_behind_median']:>9.2f} / "
-        f"{lag['seconds_behind_max']:.2f}"
-    )
-    print(f"{'drained after the load stopped':38} {lag['drained_after_s']:>9.2f} s")
+    write_json(args.json, {"date": DATE, "rows_per_s": figures, "lag": lag})
 
 
 if __name__ == "__main__":
