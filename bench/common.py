@@ -30,10 +30,10 @@ from correlators.correlator import Correlator
 from correlators.replay import replay
 from correlators.rules import CorrelationRules
 from events.inbound import IncidentResolved
+from simulation.networks import network
 from simulation.storm import Storm, simulate
-from topology.load import load_topology, topology_from_rows
+from topology.load import topology_from_rows
 from topology.model import Topology
-from topology.samples import POWER_CSV
 
 ROOT = Path(__file__).resolve().parents[1]
 DATE = "2026-11-25"
@@ -131,16 +131,13 @@ SYNTHETIC = {
 
 def network_rows(name: str) -> list[dict[str, Any]]:
     """The rows of a named network (see the module docstring)."""
-    if name == "power-sample":
-        return [n.model_dump() for n in load_topology(POWER_CSV).nodes.values()]
     if name in SYNTHETIC:
         return synthetic_rows(*SYNTHETIC[name])
-    from topology.importers.pandapower import import_pandapower
-
+    # The suite's networks: the samples, heat-district and anything the pandapower importer reads.
     with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")  # pandapower and simbench warn about numba, pandas
-        imported = import_pandapower([name])
-    return [node.model_dump() for node in imported.nodes]
+        topology = network(name)
+    return [n.model_dump() for n in topology.nodes.values()]
 
 
 def load_network(name: str) -> Topology:
