@@ -298,6 +298,11 @@ def start_worker(
 class Worker:
     process: subprocess.Popen[bytes]
     base: str  # http://127.0.0.1:PORT
+    key: str  # an API key with every role
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
 
 
 @contextlib.contextmanager
@@ -305,9 +310,13 @@ def worker(
     bootstrap: str, workdir: Path, topology_files: Sequence[Path], **env: str
 ) -> Iterator[Worker]:
     """A worker for the duration of the block."""
+    from access.roles import ROLES
+    from access.store import AccessStore
+
+    key = AccessStore(workdir / "access.sqlite3").create_key("bench", frozenset(ROLES))[1]
     process, base = start_worker(bootstrap, workdir, topology_files, **env)
     try:
-        yield Worker(process, base)
+        yield Worker(process, base, key)
     finally:
         process.terminate()
         try:

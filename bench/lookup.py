@@ -93,12 +93,14 @@ def queries(topology: Topology, count: int, seed: int = 5) -> dict[str, list[str
     }
 
 
-async def hammer(base: str, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+async def hammer(
+    base: str, headers: dict[str, str], paths: list[str], concurrency: int, seconds: float
+) -> dict[str, Any]:
     """Keep `concurrency` requests in flight for `seconds`; latency of each, in ms."""
     timings: list[float] = []
     statuses: dict[int, int] = {}
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         for path in paths[:concurrency]:  # warm: connections open, indexes built
             async with session.get(base + path) as response:
                 await response.read()
@@ -153,12 +155,16 @@ async def load_storm(bootstrap: str, base: str, events: list[Any]) -> dict[str, 
 
 
 async def measure(
-    base: str, paths: dict[str, list[str]], levels: list[int], seconds: float
+    base: str,
+    headers: dict[str, str],
+    paths: dict[str, list[str]],
+    levels: list[int],
+    seconds: float,
 ) -> list[dict[str, Any]]:
     results = []
     for concurrency in levels:
         for kind in KINDS:
-            result = await hammer(base, paths[kind], concurrency, seconds)
+            result = await hammer(base, headers, paths[kind], concurrency, seconds)
             results.append({"kind": kind, **result})
     return results
 
@@ -188,7 +194,9 @@ def main() -> None:
                 f"{args.network}: {len(topology):,} nodes; storm of {len(events):,} events left "
                 f"{health['incidents_active']} incidents active"
             )
-            results = asyncio.run(measure(running.base, paths, levels, args.seconds))
+            results = asyncio.run(
+                measure(running.base, running.headers, paths, levels, args.seconds)
+            )
     ceiling = {r["concurrency"]: r for r in results if r["kind"] == "health"}
     print_table(
         f"agent lookup on loopback, one worker ({DATE}; ratio: against /health at the same "

@@ -32,6 +32,9 @@ class InboundBase(Event):
     recorded_at: UtcDatetime | None = Field(
         default=None, description="When the service accepted the event (set on ingest)."
     )
+    recorded_by: str | None = Field(
+        default=None, description="Who sent it: a login or 'key:<name>' (set on ingest)."
+    )
 
 
 class CallReported(InboundBase):

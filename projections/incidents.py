@@ -207,7 +207,8 @@ class IncidentBook:
                 self._unindex(view.incident_id)
                 view.state, view.restored_at = "restored", event.occurred_at
                 view.resolved_by = event.by
-                self._note(view, event, f"restored: {event.reason}")
+                who = f" by {event.by}" if event.by else ""
+                self._note(view, event, f"restored{who}: {event.reason}")
             case AcknowledgementRecorded():
                 view.acknowledged_by, view.acknowledged_at = event.by, event.occurred_at
                 self._note(

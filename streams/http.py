@@ -10,35 +10,36 @@
     GET  /v1/reports/daily?date=&format=              daily report: json, csv, table or png
     GET  /v1/reports/handover?format=                 shift handover
     GET  /v1/reports/callbacks?incident=&format=      callers of a restored incident
+    GET  /v1/topology, /v1/topology/nodes/{id}        the network model, for operations
     GET  /v1/projections/lag                          events not yet in ClickHouse
-    GET  /health                                      liveness and counters
-    GET  /ready                                       200 once started, 503 before
+    GET  /health, /ready                              liveness and readiness (no login)
 
-Every rejection is a 4xx whose JSON body says why; nothing a client sends reaches a 5xx.
+Who may call what is in each operation (streams/web.py checks it); login, keys and the API
+document are in streams/account.py. Every rejection is a 4xx whose JSON body says why.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import tempfile
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
-from faust.web import Request, Response, View
 
+from access.roles import Permission
 from correlators.routing import Unroutable, route
-from events.codec import MAX_EVENT_BYTES, EventRejected, decode_inbound
+from events.codec import EventRejected, decode_inbound
 from projections.chart import calls_per_hour_png
 from projections.incidents import IncidentView, agent_sentence
 from projections.reports import Report, ReportError, callbacks, daily, handover
 from projections.store import StoreUnavailable
 from streams.alert_feed import ack_token, recent_notifications
 from streams.projection_feed import projection_lag
+from streams.web import Api, Call, Param, Rejected
 from topology.model import UnresolvedLocation
 
 if TYPE_CHECKING:
@@ -51,6 +52,19 @@ ENDPOINT_TYPES = {
     "scada": {"scada_signal"},
     "planned-works": {"planned_work_scheduled", "planned_work_cancelled"},
 }
+ACTIONS = {
+    "acknowledge": "incident_acknowledged",
+    "cause": "cause_set",
+    "etr": "etr_set",
+    "resolve": "incident_resolved",
+}
+ACTION_FIELDS = {"acknowledge": {"note"}, "cause": {"cause", "note"}, "etr": {"etr", "note"}}
+ACTION_FIELDS["resolve"] = {"note"}
+REPORT_FORMAT = Param(
+    "format",
+    "json, csv, table or png",
+    schema={"type": "string", "enum": ["json", "csv", "table", "png"]},
+)
 
 
 def incident_json(view: IncidentView, *, timeline: bool = False) -> dict[str, Any]:
@@ -59,35 +73,29 @@ def incident_json(view: IncidentView, *, timeline: bool = False) -> dict[str, An
     return body
 
 
-def register(service: Service) -> None:
-    app = service.app
+def register(service: Service, api: Api) -> None:
     topology = service.correlator.topology
+    op = api.op
 
-    def problem(view: View, status: int, reason: str, **extra: Any) -> Response:
-        return view.json({"error": reason, **extra}, status=status)
-
-    async def accept(view: View, request: Request, endpoint: str) -> Response:
-        raw = cast(web.Request, request)  # faust's aiohttp driver passes aiohttp's request
-        if (raw.content_length or 0) > MAX_EVENT_BYTES:
-            return problem(view, 413, f"body over {MAX_EVENT_BYTES} bytes")
-        body = await raw.content.read(MAX_EVENT_BYTES + 1)
-        if len(body) > MAX_EVENT_BYTES:
-            return problem(view, 413, f"body over {MAX_EVENT_BYTES} bytes")
+    async def accept(call: Call, endpoint: str) -> web.Response:
+        body = await call.body()
+        if call.request.content_type != "application/json":
+            raise Rejected(415, "send the event as application/json")
         try:
             event = decode_inbound(body)
         except EventRejected as error:
-            return problem(view, 400, error.reason)
+            raise Rejected(400, error.reason) from None
         if event.type not in ENDPOINT_TYPES[endpoint]:
             expected = " or ".join(sorted(ENDPOINT_TYPES[endpoint]))
-            return problem(view, 400, f"/v1/{endpoint} takes {expected}, not {event.type}")
+            raise Rejected(400, f"/v1/{endpoint} takes {expected}, not {event.type}")
         try:
             routed = route(topology, event)
         except Unroutable as error:
-            return problem(view, 422, error.reason, suggestions=error.suggestions)
-        event = event.model_copy(update={"recorded_at": datetime.now(UTC)})
+            raise Rejected(422, error.reason, suggestions=error.suggestions) from None
+        event = event.model_copy(update={"recorded_at": datetime.now(UTC), "recorded_by": call.by})
         await service.publish_inbound(event, key=routed[0].domain)
         first = routed[0]
-        return view.json(
+        return web.json_response(
             {
                 "event_id": event.event_id,
                 "status": "accepted",
@@ -98,196 +106,270 @@ def register(service: Service) -> None:
             status=202,
         )
 
-    def guarded(handler: Any) -> Any:
-        """A bug must answer 500 with a reference, never a stack trace, and stay logged."""
+    ingest = {
+        "rate_limited": True,
+        "responses": {202: "accepted", 400: "not a valid event", 422: "not on the network"},
+    }
 
-        async def run(self: View, request: Request, **kwargs: Any) -> Response:
-            try:
-                response: Response = await handler(self, request, **kwargs)
-                return response
-            except Exception:
-                log.exception("http.failed", path=str(request.url.path))
-                return problem(self, 500, "internal error; the service log has the details")
+    @op("POST", "/v1/calls", Permission.REPORT_CALL, "Report a call", body=_ref("call"), **ingest)
+    async def post_call(call: Call) -> web.Response:
+        return await accept(call, "calls")
 
-        return run
+    @op(
+        "POST", "/v1/scada", Permission.INGEST_SCADA, "A SCADA signal", body=_ref("scada"), **ingest
+    )
+    async def post_scada(call: Call) -> web.Response:
+        return await accept(call, "scada")
 
-    @app.page("/v1/calls")
-    class Calls(View):
-        @guarded
-        async def post(self, request: Request) -> Response:
-            return await accept(self, request, "calls")
+    @op(
+        "POST",
+        "/v1/planned-works",
+        Permission.INGEST_SCADA,
+        "Schedule or cancel planned works",
+        body=_ref("planned"),
+        **ingest,
+    )
+    async def post_planned_work(call: Call) -> web.Response:
+        return await accept(call, "planned-works")
 
-    @app.page("/v1/scada")
-    class Scada(View):
-        @guarded
-        async def post(self, request: Request) -> Response:
-            return await accept(self, request, "scada")
-
-    @app.page("/v1/planned-works")
-    class PlannedWorks(View):
-        @guarded
-        async def post(self, request: Request) -> Response:
-            return await accept(self, request, "planned-works")
-
-    @app.page("/v1/outages")
-    class Outages(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            query = cast(web.Request, request).query
-            premise, building = query.get("premise"), query.get("building")
-            address = query.get("address")
-            if not (premise or building or address):
-                return problem(self, 400, "give one of premise=, building= or address=")
-            try:
-                found = topology.resolve(
-                    premise_id=premise,
-                    building_id=building,
-                    address=address,
-                    utility=query.get("utility"),
-                )
-            except UnresolvedLocation as error:
-                suggestions = [s.model_dump() for s in error.suggestions]
-                return problem(self, 404, error.reason, suggestions=suggestions)
-            path = topology.path(found.node_id)
-            view = service.book.covering(path)
-            return self.json(
-                {
-                    "status": "known_fault" if view else "no_known_fault",
-                    "node_id": found.node_id,
-                    "resolved_by": found.how,
-                    "path": list(path),
-                    "incident": incident_json(view) if view else None,
-                    "sentence": agent_sentence(view, service.settings.timezone),
-                }
+    @op(
+        "GET",
+        "/v1/outages",
+        Permission.LOOKUP,
+        "Is there a known fault at this place?",
+        query=(
+            Param("premise", "premise id"),
+            Param("building", "building id"),
+            Param("address", "street address, fuzzy"),
+            Param("utility", "heat, power, ..."),
+        ),
+        responses={200: "the answer", 404: "place not found, with suggestions"},
+    )
+    async def get_outages(call: Call) -> web.Response:
+        query = call.query
+        premise, building = query.get("premise"), query.get("building")
+        address = query.get("address")
+        if not (premise or building or address):
+            raise Rejected(400, "give one of premise=, building= or address=")
+        try:
+            found = topology.resolve(
+                premise_id=premise,
+                building_id=building,
+                address=address,
+                utility=query.get("utility"),
             )
+        except UnresolvedLocation as error:
+            suggestions = [s.model_dump() for s in error.suggestions]
+            raise Rejected(404, error.reason, suggestions=suggestions) from None
+        path = topology.path(found.node_id)
+        view = service.book.covering(path)
+        return web.json_response(
+            {
+                "status": "known_fault" if view else "no_known_fault",
+                "node_id": found.node_id,
+                "resolved_by": found.how,
+                "path": list(path),
+                "incident": incident_json(view) if view else None,
+                "sentence": agent_sentence(view, service.settings.timezone),
+            }
+        )
 
-    @app.page("/v1/calls/{event_id}")
-    class CallOutcome(View):
-        @guarded
-        async def get(self, request: Request, event_id: str) -> Response:
-            outcome = service.book.call_outcomes.get(event_id)
-            if outcome is None:
-                return problem(self, 404, f"no outcome known yet for call {event_id!r}")
-            joined = outcome not in ("pending", "individual")
-            return self.json(
-                {
-                    "event_id": event_id,
-                    "outcome": "joined_incident" if joined else outcome,
-                    "incident_id": outcome if joined else None,
-                }
-            )
+    @op(
+        "GET",
+        "/v1/calls/{event_id}",
+        Permission.LOOKUP,
+        "What became of a call",
+        responses={200: "its outcome", 404: "not known (yet)"},
+    )
+    async def get_call_outcome(call: Call) -> web.Response:
+        event_id = call.params["event_id"]
+        outcome = service.book.call_outcomes.get(event_id)
+        if outcome is None:
+            raise Rejected(404, f"no outcome known yet for call {event_id!r}")
+        joined = outcome not in ("pending", "individual")
+        return web.json_response(
+            {
+                "event_id": event_id,
+                "outcome": "joined_incident" if joined else outcome,
+                "incident_id": outcome if joined else None,
+            }
+        )
 
-    @app.page("/v1/incidents")
-    class Incidents(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            active = service.book.active()
-            return self.json({"incidents": [incident_json(v) for v in active]})
+    @op("GET", "/v1/incidents", Permission.LOOKUP, "Active incidents", responses={200: "list"})
+    async def get_incidents(call: Call) -> web.Response:
+        active = service.book.active()
+        return web.json_response({"incidents": [incident_json(v) for v in active]})
 
-    @app.page("/v1/incidents/{incident_id}")
-    class Incident(View):
-        @guarded
-        async def get(self, request: Request, incident_id: str) -> Response:
-            view = service.book.incidents.get(incident_id)
-            if view is None:
-                return problem(self, 404, f"no incident {incident_id!r}")
-            return self.json(incident_json(view, timeline=True))
+    @op(
+        "GET",
+        "/v1/incidents/{incident_id}",
+        Permission.LOOKUP,
+        "One incident with its timeline",
+        responses={200: "the incident", 404: "no such incident"},
+    )
+    async def get_incident(call: Call) -> web.Response:
+        incident_id = call.params["incident_id"]
+        view = service.book.incidents.get(incident_id)
+        if view is None:
+            raise Rejected(404, f"no incident {incident_id!r}")
+        return web.json_response(incident_json(view, timeline=True))
 
-    @app.page("/health")
-    class Health(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            return self.json(
-                {
-                    "status": "ok",
-                    "ready": service.ready and service.book_caught_up,
-                    "network_nodes": len(topology),
-                    "incidents_active": len(service.book.active()),
-                    "counters": service.counters,
-                }
-            )
+    @op("GET", "/health", "public", "Liveness and counters", responses={200: "alive"})
+    async def get_health(call: Call) -> web.Response:
+        return web.json_response(
+            {
+                "status": "ok",
+                "ready": service.ready and service.book_caught_up,
+                "network_nodes": len(topology),
+                "incidents_active": len(service.book.active()),
+                "counters": service.counters,
+            }
+        )
 
-    @app.page("/ready")
-    class Ready(View):
-        async def get(self, request: Request) -> Response:
-            if service.ready and service.book_caught_up:
-                return self.json({"ready": True})
-            return problem(self, 503, "starting: joining the consumer group, reading incidents")
+    @op("GET", "/ready", "public", "Readiness", responses={200: "ready", 503: "starting"})
+    async def get_ready(call: Call) -> web.Response:
+        if service.ready and service.book_caught_up:
+            return web.json_response({"ready": True})
+        raise Rejected(503, "starting: joining the consumer group, reading incidents")
 
-    async def report(view: View, request: Request, make: Any) -> Response:
+    async def report(call: Call, make: Any) -> web.Response:
         """Run a report on the store thread and answer it in the format asked for."""
-        query = cast(web.Request, request).query
-        fmt = query.get("format", "json")
+        fmt = call.query.get("format", "json")
         if fmt not in ("json", "csv", "table", "png"):
-            return problem(view, 400, "format must be json, csv, table or png")
+            raise Rejected(400, "format must be json, csv, table or png")
         if service.sink is None:
-            return problem(view, 503, "projections are switched off (OUTAGE_PROJECTIONS=false)")
+            raise Rejected(503, "projections are switched off (OUTAGE_PROJECTIONS=false)")
         try:
             made: Report = await service.sink.run(make)
         except ReportError as error:
-            return problem(view, 404 if "no incident" in str(error) else 409, str(error))
+            raise Rejected(404 if "no incident" in str(error) else 409, str(error)) from None
         except StoreUnavailable as error:
-            return problem(view, 503, f"the report store is unavailable: {error}")
+            raise Rejected(503, f"the report store is unavailable: {error}") from None
         if fmt == "png":
             if made.chart is None:
-                return problem(view, 400, "only the daily report has a chart")
+                raise Rejected(400, "only the daily report has a chart")
             with tempfile.TemporaryDirectory() as folder:
                 path = calls_per_hour_png(made.chart, Path(folder) / "chart.png")
-                return view.bytes(path.read_bytes(), content_type="image/png")
+                return web.Response(body=path.read_bytes(), content_type="image/png")
         types = {"json": "application/json", "csv": "text/csv", "table": "text/plain"}
-        return view.bytes(made.render(fmt).encode(), content_type=types[fmt])
+        return web.Response(body=made.render(fmt).encode(), content_type=types[fmt])
 
     deadlines = service.correlator.rules.handling_deadlines()
-
-    @app.page("/v1/reports/daily")
-    class DailyReport(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            raw = cast(web.Request, request).query.get("date")
-            try:
-                day = date.fromisoformat(raw) if raw else datetime.now(UTC).date()
-            except ValueError:
-                return problem(self, 400, f"date must be YYYY-MM-DD, not {raw!r}")
-            return await report(
-                self, request, lambda store: daily(store, day, deadlines, datetime.now(UTC))
-            )
-
-    @app.page("/v1/reports/handover")
-    class HandoverReport(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            now = datetime.now(UTC)
-            return await report(self, request, lambda store: handover(store, now))
-
-    @app.page("/v1/reports/callbacks")
-    class CallbacksReport(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            incident = cast(web.Request, request).query.get("incident")
-            if not incident:
-                return problem(self, 400, "give incident=<incident id>")
-            return await report(self, request, lambda store: callbacks(store, incident))
-
-    @app.page("/v1/projections/lag")
-    class ProjectionLag(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            return self.json(await projection_lag(service))
-
-    actions = {
-        "acknowledge": "incident_acknowledged",
-        "cause": "cause_set",
-        "etr": "etr_set",
-        "resolve": "incident_resolved",
+    reports = {
+        "produces": "application/json",
+        "responses": {200: "the report", 503: "projections off or store down"},
     }
 
-    async def act(view: View, incident_id: str, kind: str, fields: dict[str, Any]) -> Response:
+    @op(
+        "GET",
+        "/v1/reports/daily",
+        Permission.SUPERVISE,
+        "Daily report",
+        query=(Param("date", "YYYY-MM-DD", schema={"type": "string"}), REPORT_FORMAT),
+        **reports,
+    )
+    async def get_daily_report(call: Call) -> web.Response:
+        raw = call.query.get("date")
+        try:
+            day = date.fromisoformat(raw) if raw else datetime.now(UTC).date()
+        except ValueError:
+            raise Rejected(400, f"date must be YYYY-MM-DD, not {raw!r}") from None
+        return await report(call, lambda store: daily(store, day, deadlines, datetime.now(UTC)))
+
+    @op(
+        "GET",
+        "/v1/reports/handover",
+        Permission.SUPERVISE,
+        "Shift handover",
+        query=(REPORT_FORMAT,),
+        **reports,
+    )
+    async def get_handover_report(call: Call) -> web.Response:
+        now = datetime.now(UTC)
+        return await report(call, lambda store: handover(store, now))
+
+    @op(
+        "GET",
+        "/v1/reports/callbacks",
+        Permission.SUPERVISE,
+        "Callers of a restored incident, to call back",
+        query=(Param("incident", "incident id", required=True), REPORT_FORMAT),
+        **reports,
+    )
+    async def get_callbacks_report(call: Call) -> web.Response:
+        incident = call.query["incident"]
+        return await report(call, lambda store: callbacks(store, incident))
+
+    @op(
+        "GET",
+        "/v1/projections/lag",
+        Permission.TOPOLOGY,
+        "Events not yet in ClickHouse",
+        responses={200: "lag per partition"},
+    )
+    async def get_projection_lag(call: Call) -> web.Response:
+        return web.json_response(await projection_lag(service))
+
+    @op("GET", "/v1/topology", Permission.TOPOLOGY, "The network model", responses={200: "ok"})
+    async def get_topology(call: Call) -> web.Response:
+        kinds: dict[str, int] = {}
+        roots = []
+        for node in topology.nodes.values():
+            kinds[node.kind] = kinds.get(node.kind, 0) + 1
+            if node.parent is None:
+                roots.append(node.id)
+        return web.json_response(
+            {"nodes": len(topology), "kinds": dict(sorted(kinds.items())), "roots": sorted(roots)}
+        )
+
+    @op(
+        "GET",
+        "/v1/topology/nodes/{node_id}",
+        Permission.TOPOLOGY,
+        "One network device: its path and the devices under it",
+        responses={200: "the node", 404: "no such node"},
+    )
+    async def get_node(call: Call) -> web.Response:
+        node_id = call.params["node_id"]
+        node = topology.nodes.get(node_id)
+        if node is None:
+            raise Rejected(404, f"no network node {node_id!r}")
+        return web.json_response(
+            {
+                **node.model_dump(mode="json"),
+                "path": list(topology.path(node_id)),
+                "children": sorted(topology.children(node_id)),
+                "customers": topology.customers_under(node_id),
+            }
+        )
+
+    @op(
+        "GET",
+        "/v1/notifications",
+        Permission.SUPERVISE,
+        "Notifications sent, failed or silenced",
+        query=(
+            Param(
+                "status",
+                "delivered, failed or silenced",
+                schema={"type": "string", "enum": ["delivered", "failed", "silenced"]},
+            ),
+        ),
+        responses={200: "recent notifications"},
+    )
+    async def get_notifications(call: Call) -> web.Response:
+        status = call.query.get("status")
+        if status not in (None, "delivered", "failed", "silenced"):
+            raise Rejected(400, "status must be delivered, failed or silenced")
+        return web.json_response({"notifications": recent_notifications(service, status)})
+
+    async def act(call: Call, incident_id: str, kind: str, fields: dict[str, Any]) -> web.Response:
         """Validate and publish a shift lead's action on an open incident."""
         incident = service.book.incidents.get(incident_id)
         if incident is None:
-            return problem(view, 404, f"no incident {incident_id!r}")
+            raise Rejected(404, f"no incident {incident_id!r}")
         if not incident.active:
-            return problem(view, 409, f"incident {incident_id!r} is {incident.state}")
+            raise Rejected(409, f"incident {incident_id!r} is {incident.state}")
         try:
             event = decode_inbound(
                 {
@@ -300,43 +382,57 @@ def register(service: Service) -> None:
                 }
             )
         except EventRejected as error:
-            return problem(view, 400, error.reason)
+            raise Rejected(400, error.reason) from None
         await service.publish_inbound(event, key=incident.domain)
-        return view.json({"event_id": event.event_id, "incident_id": incident_id}, status=202)
+        log.info("operator.action", action=kind, incident_id=incident_id, by=fields["by"])
+        return web.json_response(
+            {"event_id": event.event_id, "incident_id": incident_id}, status=202
+        )
 
-    @app.page("/v1/notifications")
-    class Notifications(View):
-        @guarded
-        async def get(self, request: Request) -> Response:
-            status = cast(web.Request, request).query.get("status")
-            return self.json({"notifications": recent_notifications(service, status)})
+    @op(
+        "GET",
+        "/v1/incidents/{incident_id}/acknowledge",
+        "public",
+        "The one-click acknowledge link of a notification (its token is the credential)",
+        query=(Param("token", "the link's token", required=True),),
+        responses={202: "acknowledged", 403: "token not valid", 404: "no such incident"},
+    )
+    async def get_acknowledge_link(call: Call) -> web.Response:
+        incident_id = call.params["incident_id"]
+        expected = ack_token(service.hash_key, incident_id)
+        if not hmac.compare_digest(call.query.get("token", ""), expected):
+            raise Rejected(403, "the link's token is not valid for this incident")
+        return await act(call, incident_id, "incident_acknowledged", {"by": "notification link"})
 
-    @app.page("/v1/incidents/{incident_id}/{action}")
-    class IncidentAction(View):
-        @guarded
-        async def get(self, request: Request, incident_id: str, action: str) -> Response:
-            """The acknowledge link of a notification: the token proves it came from us."""
-            token = cast(web.Request, request).query.get("token", "")
-            if action != "acknowledge":
-                return problem(self, 405, "only acknowledge has a link; POST the others")
-            expected = ack_token(service.hash_key, incident_id)
-            if not hmac.compare_digest(token, expected):
-                return problem(self, 403, "the link's token is not valid for this incident")
+    def action(name: str) -> None:
+        allowed = ACTION_FIELDS[name]
+
+        async def post_action(call: Call) -> web.Response:
+            body = await call.fields()
+            body.pop("csrf_token", None)  # a page's form carries it; it is checked already
+            extra = sorted(set(body) - allowed)
+            if extra:
+                reason = f"unexpected field {extra[0]!r}; {name} takes {', '.join(sorted(allowed))}"
+                if "by" in extra:
+                    reason = "'by' comes from your login or API key; do not send it"
+                raise Rejected(400, reason)
             return await act(
-                self, incident_id, "incident_acknowledged", {"by": "notification link"}
+                call, call.params["incident_id"], ACTIONS[name], {**body, "by": call.by}
             )
 
-        @guarded
-        async def post(self, request: Request, incident_id: str, action: str) -> Response:
-            kind = actions.get(action)
-            if kind is None:
-                return problem(self, 404, f"no action {action!r}; one of: {', '.join(actions)}")
-            raw = await cast(web.Request, request).content.read(MAX_EVENT_BYTES + 1)
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError as error:
-                return problem(self, 400, f"malformed JSON: {error}")
-            if not isinstance(body, dict):
-                return problem(self, 400, "the body must be a JSON object")
-            fields = {k: body[k] for k in ("by", "note", "cause", "etr") if k in body}
-            return await act(self, incident_id, kind, fields)
+        op(
+            "POST",
+            f"/v1/incidents/{{incident_id}}/{name}",
+            Permission.ACT,
+            f"{name.capitalize()} an incident (who: the login or key)",
+            body=_ref(f"action_{name}"),
+            form=True,
+            responses={202: "recorded", 404: "no such incident", 409: "not active"},
+        )(post_action)
+
+    for name in ACTIONS:
+        action(name)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}

@@ -7,6 +7,7 @@ every entry before it is rendered.
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -58,7 +59,27 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # faust and aiokafka log through the standard library: keep them to warnings.
+    # faust and aiokafka log through the standard library: keep them to warnings, and mask
+    # them too (a library may print a record it could not handle).
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
+
+
+class MaskingFilter(logging.Filter):
+    """Masks phone numbers in standard-library records, after their arguments are merged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_phone(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # A traceback's last line repeats the exception's message: mask it as well.
+            text = "".join(traceback.format_exception(*record.exc_info))
+            record.msg = f"{masked}\n{mask_phone(text)}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True

@@ -9,6 +9,8 @@ from typing import Any
 import faust
 import structlog
 
+from access.roles import ROLES
+from access.store import AccessError, AccessStore, new_password
 from correlators.correlator import Correlator
 from correlators.rules import CorrelationRules
 from streams import logs
@@ -33,16 +35,39 @@ class _Worker(faust.Worker):
         print(self.banner_text, file=sys.stderr, flush=True)
 
 
-def banner(settings: Settings, broker: str) -> str:
+def first_admin(settings: Settings) -> str:
+    """Make user 'admin' when no enabled admin exists; say how to log in either way."""
+    store = AccessStore(settings.access_path)
+    if store.has_admin() or not settings.bootstrap_admin:
+        return "  log in     with your user (`outage users add NAME --roles ...` makes one)"
+    password = new_password()
+    try:
+        # Every role, so the first person can try everything; give others only what they need.
+        store.add_user("admin", password, frozenset(ROLES))
+    except AccessError as error:  # e.g. a disabled 'admin' exists: leave it to a person
+        return f"  log in     no enabled admin ({error}); `outage users add` makes one"
+    saved = settings.data_dir / "initial-admin-password"
+    saved.write_text(password + "\n")
+    saved.chmod(0o600)
+    log.info("access.first_admin", user="admin", password_file=str(saved))
+    return (
+        f"  log in     user admin, password {password}  (also in {saved}; change it with\n"
+        "             `outage users passwd admin`, add people with `outage users add`)"
+    )
+
+
+def banner(settings: Settings, broker: str, login: str) -> str:
     base = f"http://{settings.web_host}:{settings.web_port}"
     return f"""
 outage-correlator is ready
   broker     {broker}
-  API        {base}/v1/incidents   (active incidents)
-  lookup     {base}/v1/outages?address=12%20Birch%20Street
+  start      {base}/login
+{login}
+  API        {base}/openapi.json   (every call needs a login or an API key)
   health     {base}/health
-Report a call:
-  curl -s -X POST {base}/v1/calls -H 'content-type: application/json' -d '{{
+Report a call with an API key (`outage keys create crm --roles agent` prints one):
+  curl -s -X POST {base}/v1/calls -H "Authorization: Bearer $KEY" \\
+    -H 'content-type: application/json' -d '{{
     "type": "call_reported", "schema_version": 1, "event_id": "call-1",
     "occurred_at": "'"$(date -u +%FT%TZ)"'", "utility": "heat",
     "premise_id": "P-HSUB1-B2-01", "symptom": "no_heat", "scope": "whole_building"}}'
@@ -67,7 +92,7 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
     try:
         service = create_app(settings, correlator)
         worker: Any = _Worker(service.app, loglevel="WARNING", quiet=True, override_logging=False)
-        worker.banner_text = banner(settings, str(settings.broker))
+        worker.banner_text = banner(settings, str(settings.broker), first_admin(settings))
         worker.service = service
         worker.spinner = None  # its terminal escape codes would end up in log files
         worker.execute_from_commandline()

@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topology.samples import HEAT_CSV, POWER_CSV
@@ -63,8 +63,48 @@ class Settings(BaseSettings):
         description="Alerting config TOML (see deploy/alerting.example.toml); unset: the log.",
     )
     timezone: str = Field(default="UTC", description="Zone of times in sentences read to callers.")
+
+    # Access: who may do what (see docs/SECURITY.md).
+    access_db: Path | None = Field(
+        default=None, description="Users, API keys and sessions (default DATA_DIR/access.sqlite3)."
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="Login lifetime (one shift).")
+    cookie_secure: bool = Field(
+        default=False, description="Send the session cookie over HTTPS only (true behind TLS)."
+    )
+    bootstrap_admin: bool = Field(
+        default=True, description="Create user 'admin' with a random password when none exists."
+    )
+    ingest_rate: float = Field(
+        default=50.0, gt=0, description="Sustained requests/s per API key or user on ingest."
+    )
+    ingest_burst: int = Field(default=500, ge=1, description="Requests a key may send at once.")
+    login_attempts: int = Field(
+        default=5, ge=1, description="Failed logins per user name in 5 minutes before a 429."
+    )
+
+    # Retention of caller data (enforced by `outage retention enforce`).
+    retention_contact_days: int = Field(
+        default=30, ge=1, description="Days callers' phone numbers stay for callbacks."
+    )
+    retention_call_days: int = Field(
+        default=400, ge=1, description="Days call rows (keyed hashes, no phone) stay in analytics."
+    )
+
+    # Transport security towards Kafka (ClickHouse TLS goes in OUTAGE_CLICKHOUSE_URL).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle of the brokers.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    @property
+    def access_path(self) -> Path:
+        return self.access_db or self.data_dir / "access.sqlite3"
 
     @property
     def chdb_dir(self) -> Path:

@@ -165,7 +165,7 @@ def test_bad_messages_on_the_topic_go_to_dead_letter_with_the_reason(
 
 
 def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worker) -> None:
-    """Actions over HTTP land on the incident's timeline with who did them; resolve restores."""
+    """Actions of logged-in leads land on the incident's timeline with who did them."""
     # On the heat network, which no other test here touches: nothing rolls up or merges.
     for n in (1, 2, 3):
         body = call(f"P-HSUB1-B2-0{n}", utility="heat", symptom="no_heat")
@@ -175,11 +175,13 @@ def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worke
     )
     incident = found["incident"]["incident_id"]
     base = f"/v1/incidents/{incident}"
+    anna = worker.person("lead.anna", "shift_lead")
+    bo = worker.person("lead.bo", "shift_lead")
 
-    status, body = worker.post(f"{base}/acknowledge", {"by": "lead.anna", "note": "crew sent"})
+    status, body = anna.request("POST", f"{base}/acknowledge", {"note": "crew sent"})
     assert status == 202 and body["incident_id"] == incident
-    assert worker.post(f"{base}/cause", {"by": "lead.anna", "cause": "cable fault"})[0] == 202
-    assert worker.post(f"{base}/etr", {"by": "lead.anna", "etr": "2030-01-01T16:00:00Z"})[0] == 202
+    assert anna.request("POST", f"{base}/cause", {"cause": "cable fault"})[0] == 202
+    assert anna.request("POST", f"{base}/etr", {"etr": "2030-01-01T16:00:00Z"})[0] == 202
     detail = wait_for(
         lambda: (
             (d := worker.get(base)[1])["acknowledged_by"] == "lead.anna"
@@ -190,19 +192,23 @@ def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worke
     )
     summaries = [entry["summary"] for entry in detail["timeline"]]
     assert "acknowledged by lead.anna: crew sent" in summaries
+    assert "cause set by lead.anna: cable fault" in summaries
+    assert "ETR set by lead.anna: 2030-01-01 16:00 UTC" in summaries
     assert "cable fault" in lookup(worker, "P-HSUB1-B2-04")["sentence"]
 
-    assert worker.post(f"{base}/resolve", {"by": "lead.bo"})[0] == 202
+    assert bo.request("POST", f"{base}/resolve", {})[0] == 202
     wait_for(lambda: lookup(worker, "P-HSUB1-B2-04")["status"] == "no_known_fault")
-    assert worker.get(base)[1]["resolved_by"] == "lead.bo"
+    detail = worker.get(base)[1]
+    assert detail["resolved_by"] == "lead.bo"
+    assert any("lead.bo" in entry["summary"] for entry in detail["timeline"])
 
-    status, body = worker.post(f"{base}/acknowledge", {"by": "lead.anna"})
+    status, body = anna.request("POST", f"{base}/acknowledge", {})
     assert status == 409 and "restored" in body["error"]
 
 
 def test_bad_shift_lead_actions_get_clear_4xx(worker: Worker) -> None:
-    """Unknown incident 404, unknown action 404, a missing `by` or bad ETR 400 with the field."""
-    assert worker.post("/v1/incidents/INC-nope/acknowledge", {"by": "x"})[0] == 404
+    """Unknown incident or action 404; a `by` of one's own or a bad ETR 400 naming the field."""
+    assert worker.post("/v1/incidents/INC-nope/acknowledge", {})[0] == 404
     for n in (1, 2, 3):  # heat, another substation than the test above
         body = call(f"P-HSUB3-B1-0{n}", utility="heat", symptom="no_heat")
         assert worker.post("/v1/calls", body)[0] == 202
@@ -210,12 +216,14 @@ def test_bad_shift_lead_actions_get_clear_4xx(worker: Worker) -> None:
         lambda: (a := lookup(worker, "P-HSUB3-B1-04"))["status"] == "known_fault" and a
     )
     base = f"/v1/incidents/{found['incident']['incident_id']}"
-    status, body = worker.post(f"{base}/shrug", {"by": "x"})
-    assert status == 404 and "acknowledge" in body["error"]
-    status, body = worker.post(f"{base}/acknowledge", {})
+    status, body = worker.post(f"{base}/shrug", {})
+    assert status == 404 and "shrug" in body["error"]
+    status, body = worker.post(f"{base}/acknowledge", {"by": "somebody else"})
     assert status == 400 and "by" in body["error"]
-    status, body = worker.post(f"{base}/etr", {"by": "x", "etr": "soon"})
+    status, body = worker.post(f"{base}/etr", {"etr": "soon"})
     assert status == 400 and "etr" in body["error"]
+    status, body = worker.post(f"{base}/cause", {"cause": "x", "colour": "red"})
+    assert status == 400 and "colour" in body["error"]
 
 
 # Last: it stops the module's worker.
