@@ -82,7 +82,17 @@ class Session:
 
 
 def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _plain(*values: str) -> bool:
+    """Whether text from a client can be stored and hashed (lone surrogates cannot)."""
+    try:
+        for value in values:
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _roles_text(roles: frozenset[Role] | frozenset[str]) -> str:
@@ -186,6 +196,8 @@ class AccessStore:
 
     def verify_password(self, name: str, password: str) -> Principal | None:
         """The user when the password is right and the account enabled; slow on purpose."""
+        if not _plain(name, password):
+            return None
         with self._db() as db:
             row = db.execute(
                 "SELECT password_hash, roles, disabled FROM users WHERE name = ?", (name,)
@@ -237,7 +249,7 @@ class AccessStore:
     def verify_key(self, token: str) -> Principal | None:
         prefix, _, rest = token.partition("_")
         key_id, _, secret = rest.partition("_")
-        if prefix != KEY_PREFIX or not key_id or not secret:
+        if prefix != KEY_PREFIX or not key_id or not secret or not _plain(key_id):
             return None
         with self._db() as db:
             row = db.execute(
@@ -272,6 +284,8 @@ class AccessStore:
 
     def session(self, token: str) -> Session | None:
         """The live session of a cookie; None once expired, logged out or the user disabled."""
+        if not _plain(token):
+            return None
         with self._db() as db:
             row = db.execute(
                 "SELECT s.user, s.csrf, s.expires_at, u.roles FROM sessions s "

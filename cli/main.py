@@ -7,6 +7,8 @@ outage topology check F    validate network files
 outage topology import ... pandapower, OpenDSS or heating-network models to topology CSV
 outage report ...          daily, handover and callback reports from ClickHouse
 outage projections rebuild refill the ClickHouse tables from the event store
+outage retention enforce   delete caller data past its retention (cron)
+outage users / keys ...    who may log in, which systems may call the API
 outage simulate / evaluate a storm with known answers, and its score
 outage records ...         replay public records (NYC 311 heat complaints, Union Power outages)
 """
@@ -19,7 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cli import network_import
+from cli import accounts, network_import, retention
 from correlators.correlator import Correlator
 from correlators.replay import replay
 from correlators.rules import CorrelationRules
@@ -87,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="inbound events (calls, signals, works) to archive with them",
     )
 
+    retention.add_parser(commands)
+    accounts.add_parsers(commands)
+
     sim = commands.add_parser("simulate", help="a seeded storm with known answers")
     sim.add_argument("--topology", action="append", required=True, type=Path, metavar="FILE")
     sim.add_argument("--seed", type=int, default=7)
@@ -139,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_report(args)
         if args.command == "projections":
             return run_rebuild(args)
+        if args.command == "retention":
+            return retention.run(args)
+        if args.command in ("users", "keys"):
+            return accounts.run(args)
         if args.command == "simulate":
             return run_simulate(args)
         if args.command == "evaluate":

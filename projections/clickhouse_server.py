@@ -7,8 +7,12 @@ A server that cannot be reached raises `StoreUnavailable`; nothing is retried he
 decides when to try again). The driver connects lazily: after a failure the connection is
 dropped, and the next call connects afresh, so the store recovers by itself once the server is
 back.
+
+TLS (`secure=True`) checks the server certificate and host name against `ca_certs` (default:
+the certifi bundle) unless `verify=False`; projections/backends.py maps the URL onto these.
 """
 
+import ssl
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,9 +48,12 @@ class ClickHouseServerStore:
         secure: bool = False,
         connect_timeout: float = 3.0,
         send_receive_timeout: float = 60.0,
+        ca_certs: str | None = None,
+        verify: bool = True,
     ) -> None:
         sql.identifier(database)  # fail now on a name that cannot be quoted safely
         self.host, self.port, self.database = host, port, database
+        self.secure = secure
         options: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -57,6 +64,12 @@ class ClickHouseServerStore:
             "send_receive_timeout": send_receive_timeout,
             "sync_request_timeout": connect_timeout,
         }
+        if secure:
+            # The driver checks the certificate and host name unless verify is False; without
+            # ca_certs it trusts the certifi bundle (public CAs), not a private CA.
+            options["verify"] = verify
+            if ca_certs is not None:
+                options["ca_certs"] = ca_certs
         self._options = options
         self._client = Client(database=database, **options)
         self._database_ready = False
@@ -131,8 +144,14 @@ class ClickHouseServerStore:
             # The driver drops the connection on most errors; make sure, so that the next call
             # starts from a clean, lazily reconnecting client whatever state this one was in.
             self._client.disconnect()
+            # A TLS failure is usually configuration (wrong CA, plain port): say where to look.
+            what = (
+                "TLS handshake failed (check secure= and ca_certs= in OUTAGE_CLICKHOUSE_URL)"
+                if self.secure and _tls_failure(error)
+                else "unreachable"
+            )
             raise StoreUnavailable(
-                f"ClickHouse server {self.address} unreachable: {type(error).__name__}: {error}"
+                f"ClickHouse server {self.address} {what}: {type(error).__name__}: {error}"
             ) from error
 
     def _create_database(self) -> None:
@@ -143,6 +162,11 @@ class ClickHouseServerStore:
         finally:
             bootstrap.disconnect()
         self._database_ready = True
+
+
+def _tls_failure(error: BaseException) -> bool:
+    """Whether the connection failed in the TLS layer (the driver wraps ssl errors in text)."""
+    return isinstance(error, ssl.SSLError) or "[SSL" in str(error)
 
 
 def _to_server(value: Any) -> Any:

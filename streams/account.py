@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import secrets
 import time
 from importlib import resources
@@ -24,13 +25,14 @@ from aiohttp import web
 from access.roles import ROLES, Permission
 from access.store import KEY_PREFIX, AccessError
 from streams.openapi import document
-from streams.web import LOGIN_COOKIE, SESSION_COOKIE, Api, Call, Rejected
+from streams.web import LOGIN_COOKIE, SESSION_COOKIE, Api, Call, Rejected, same_secret
 
 if TYPE_CHECKING:
     from streams.app import Service
 
 STATIC = resources.files("streams") / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(css|js|svg)$")
 
 
 def safe_next(target: str | None) -> str:
@@ -99,7 +101,14 @@ def register(service: Service, api: Api) -> None:
             secure=api.cookie_secure,
         )
 
-    @op("GET", "/login", "public", "The login form", produces="text/html", responses={200: "form"})
+    @op(
+        "GET",
+        "/login",
+        "public",
+        "The login form",
+        produces=("text/html",),
+        responses={200: "form"},
+    )
     async def get_login(call: Call) -> web.Response:
         csrf = secrets.token_urlsafe(32)
         response = html_response(login_page(csrf, safe_next(call.query.get("next"))))
@@ -122,7 +131,13 @@ def register(service: Service, api: Api) -> None:
             },
         },
         form=True,
-        responses={200: "logged in (JSON)", 303: "logged in (form)", 401: "wrong name or password"},
+        responses={
+            200: "logged in (JSON)",
+            303: "logged in (form)",
+            401: "wrong name or password",
+            403: "the login form's token is missing or wrong",
+            429: "too many failed logins for this name (see Retry-After)",
+        },
     )
     async def post_login(call: Call) -> web.StreamResponse:
         fields = await call.fields()
@@ -130,7 +145,7 @@ def register(service: Service, api: Api) -> None:
         target = safe_next(str(fields.get("next", "") or ""))
         expected = call.request.cookies.get(LOGIN_COOKIE, "")
         sent = str(fields.get("csrf_token", ""))
-        if not expected or not secrets.compare_digest(sent, expected):
+        if not expected or not same_secret(sent, expected):
             raise Rejected(403, "login form expired or forged: open /login again")
         wait = api.login_failures.blocked_for(name, time.monotonic())
         if wait > 0:
@@ -184,7 +199,15 @@ def register(service: Service, api: Api) -> None:
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 
-    @op("GET", "/", "authenticated", "Start page", page=True, produces="text/html")
+    @op(
+        "GET",
+        "/",
+        "authenticated",
+        "Start page",
+        page=True,
+        produces=("text/html", "application/json"),
+        responses={200: "the page (JSON for an API key)", 303: "to /login without a session"},
+    )
     async def get_start(call: Call) -> web.Response:
         if call.session is None:  # an API key has no page to land on
             return web.json_response({"name": call.principal.name if call.principal else None})
@@ -272,13 +295,13 @@ def register(service: Service, api: Api) -> None:
         "/static/{name}",
         "public",
         "Styles and scripts of the pages (shipped with the service, no CDN)",
-        produces="text/css",
+        produces=tuple(STATIC_TYPES.values()),
         responses={200: "the file", 404: "no such file"},
     )
     async def get_static(call: Call) -> web.Response:
         name = call.params["name"]
-        kind = STATIC_TYPES.get(name[name.rfind(".") :] if "." in name else "")
-        entry = STATIC / name
-        if kind is None or "/" in name or name.startswith(".") or not entry.is_file():
+        # Only plain names of shipped files: no path, no dot files, nothing odd to the OS.
+        if not STATIC_NAME.match(name) or not (STATIC / name).is_file():
             raise Rejected(404, f"no static file {name!r}")
-        return web.Response(body=entry.read_bytes(), content_type=kind)
+        kind = STATIC_TYPES[name[name.rfind(".") :]]
+        return web.Response(body=(STATIC / name).read_bytes(), content_type=kind)

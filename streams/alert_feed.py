@@ -33,7 +33,8 @@ log = structlog.get_logger("outage.alerts")
 
 def ack_token(key: bytes, incident_id: str) -> str:
     """The token of an incident's one-click acknowledge link (HMAC: links cannot be forged)."""
-    return hmac.new(key, f"ack:{incident_id}".encode(), hashlib.sha256).hexdigest()[:32]
+    message = f"ack:{incident_id}".encode("utf-8", "surrogatepass")  # ids from URLs can be odd
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
 def links_for(service: "Service", alert: dict[str, Any]) -> dict[str, str]:
@@ -132,11 +133,15 @@ async def feed_alerts(service: "Service") -> None:
     assert config is not None
     # Every key any worker delivered, read back before each batch: a worker that takes over
     # partitions after a rebalance knows what the previous owner already sent.
-    follower = TopicFollower(service.bootstrap, "notifications", service.settings.partitions)
+    follower = TopicFollower(
+        service.bootstrap, "notifications", service.settings.partitions, service.kafka_options
+    )
     await follower.start()
     while not await follower.caught_up():
         remember_records(service, await follower.poll(timeout_ms=500))
-    producer = AIOKafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=service.bootstrap, acks="all", **service.kafka_options
+    )
     consumer = AIOKafkaConsumer(
         "alerts",
         bootstrap_servers=service.bootstrap,
@@ -146,6 +151,7 @@ async def feed_alerts(service: "Service") -> None:
         session_timeout_ms=4000,
         heartbeat_interval_ms=1000,
         max_poll_interval_ms=3600 * 1000,
+        **service.kafka_options,
     )
     await producer.start()
     await consumer.start()

@@ -14,12 +14,14 @@ import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import faust
 import structlog
 
+from access.store import AccessStore
 from alerting.config import AlertingConfig
 from correlators.correlator import Correlator
 from correlators.routing import Unroutable, route
@@ -37,6 +39,8 @@ from streams.follow import TopicFollower
 from streams.projection_feed import keep_feeding
 from streams.settings import Settings
 from streams.tasks import keep_running
+from streams.transport import kafka_client_options, kafka_credentials
+from streams.web import MAX_BODY_BYTES, json_errors
 
 log = structlog.get_logger("outage")
 
@@ -72,11 +76,17 @@ class Service:
     delivered: set[str] = field(default_factory=set)  # notification keys already sent
     notification_ids: set[str] = field(default_factory=set)  # records already listed
     notifications: deque[dict[str, Any]] = field(default_factory=notifications_buffer)
+    api: Any = None  # streams.web.Api: the endpoints and the checks they pass through
 
     @property
     def bootstrap(self) -> str:
         """host:port,... for plain aiokafka clients."""
         return ",".join(url.split("://", 1)[-1] for url in self.settings.broker_urls)
+
+    @cached_property
+    def kafka_options(self) -> dict[str, Any]:
+        """TLS/SASL keywords for plain aiokafka clients ({} on PLAINTEXT); one SSL context."""
+        return kafka_client_options(self.settings)
 
     hash_key: bytes = b""  # HMAC key of reporter hashes and acknowledge links, read once
     ready: bool = False  # set once the worker has joined its group and recovered its tables
@@ -112,6 +122,9 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_urls,
+        # TLS/SASL from OUTAGE_KAFKA_*; None on PLAINTEXT (faust's default). Raises ValueError
+        # naming the variable when the combination cannot work, before anything connects.
+        broker_credentials=kafka_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         web_bind=settings.web_host,  # the listen address; web_host alone only names it
@@ -130,6 +143,14 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         producer_acks=-1,
         **tansu_options,
         autodiscover=False,
+        # faust's own pages (/table/ shows table contents, /router/, /graph/, stats) would
+        # answer without a login: only the views of streams/http.py and account.py are served.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": [json_errors], "client_max_size": MAX_BODY_BYTES},
     )
     service = Service(
         app=app, settings=settings, correlator=correlator, hash_key=settings.analytics_key()
@@ -215,9 +236,21 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     async def alerts() -> None:
         await keep_running("alerts", lambda: feed_alerts(service))
 
-    from streams import http  # the views need the service; imported here to avoid a cycle
+    # The views need the service; imported here to avoid a cycle.
+    from streams import account, http
+    from streams.web import Api
 
-    http.register(service)
+    service.api = Api(
+        AccessStore(settings.access_path),
+        session_lifetime=timedelta(hours=settings.session_hours),
+        cookie_secure=settings.cookie_secure,
+        ingest_rate=settings.ingest_rate,
+        ingest_burst=settings.ingest_burst,
+        login_attempts=settings.login_attempts,
+    )
+    http.register(service, service.api)
+    account.register(service, service.api)
+    service.api.mount(app)
     return service
 
 
@@ -227,7 +260,9 @@ async def follow_incident_stream(service: Service) -> None:
     No consumer group: every API process reads every partition, so a lookup answers the same
     on any worker and a restarted worker knows every incident again.
     """
-    follower = TopicFollower(service.bootstrap, "incidents", service.settings.partitions)
+    follower = TopicFollower(
+        service.bootstrap, "incidents", service.settings.partitions, service.kafka_options
+    )
     await follower.start()
     service.book = IncidentBook()  # (re)read from the beginning: start from an empty book
     service.book_caught_up = False
@@ -262,6 +297,15 @@ async def ingest(service: Service, source: str, payload: bytes | None) -> None:
         await service.dead_letter(source, payload, f"internal error: {type(error).__name__}")
         return
     service.count(f"in_{source}")
+    # Caller and notes are masked by the log processor (streams/logs.py), even at DEBUG.
+    log.debug(
+        "event.accepted",
+        source=source,
+        type=event.type,
+        event_id=event.event_id,
+        caller=getattr(event, "caller", None),
+        notes=getattr(event, "notes", None),
+    )
     for item in routed:
         await service.topics["correlate"].send(
             key=item.domain.encode(), value=item.model_dump_json().encode()
@@ -269,10 +313,16 @@ async def ingest(service: Service, source: str, payload: bytes | None) -> None:
 
 
 def _decode_work(payload: bytes) -> Routed | Tick:
-    body = json.loads(payload)
-    if body.get("type") == "tick":
-        return Tick.model_validate(body)
-    return Routed.model_validate(body)
+    """A routed event or a tick; anything else is a ValueError (the caller dead-letters it)."""
+    try:
+        body = json.loads(payload)
+        if not isinstance(body, dict):
+            raise ValueError(f"work must be a JSON object, not {type(body).__name__}")
+        if body.get("type") == "tick":
+            return Tick.model_validate(body)
+        return Routed.model_validate(body)
+    except (RecursionError, OverflowError, TypeError) as error:  # hostile nesting or times
+        raise ValueError(f"{type(error).__name__}: {error}") from None
 
 
 async def correlate_one(service: Service, payload: bytes | None) -> None:

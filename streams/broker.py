@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 __all__ = [
     "BrokerStartError",
@@ -356,17 +356,22 @@ async def acreate_topics(
     *,
     replication_factor: int = 1,
     timeout_ms: int = 10_000,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> dict[str, bool]:
     """Create ``{name: partitions}`` via the admin API; returns ``{name: created}``.
 
     Topics that already exist are left unchanged (their partition count is not altered) and
     reported as ``False``. Any other per-topic error raises :class:`RuntimeError`.
+    ``kafka_options`` are the TLS/SASL keywords of a secured broker
+    (``streams.transport.kafka_client_options``).
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     if not topics:
         return {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, **(kafka_options or {})
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -395,6 +400,7 @@ def create_topics(
     *,
     replication_factor: int = 1,
     timeout_ms: int = 10_000,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> dict[str, bool]:
     """Blocking wrapper around :func:`acreate_topics`.
 
@@ -405,7 +411,11 @@ def create_topics(
     def run() -> dict[str, bool]:
         return asyncio.run(
             acreate_topics(
-                bootstrap, topics, replication_factor=replication_factor, timeout_ms=timeout_ms
+                bootstrap,
+                topics,
+                replication_factor=replication_factor,
+                timeout_ms=timeout_ms,
+                kafka_options=kafka_options,
             )
         )
 

@@ -5,6 +5,8 @@ a group would split the partitions between workers and resume from committed off
 """
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -15,21 +17,32 @@ class TopicFollower:
     """`start()` seeks to the beginning; `poll()` returns what came; `caught_up()` says
     whether everything that was on the topic at start has been read."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        kafka_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        # TLS/SASL keywords from streams.transport.kafka_client_options ({} on PLAINTEXT).
+        self.kafka_options = dict(kafka_options or {})
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=2000,
+            **self.kafka_options,
         )
         self._targets: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         # On a new broker nothing has written to the topic yet: create it first, so the
         # consumer's first metadata already lists its partitions.
-        await acreate_topics(self.bootstrap, {self.topic: self.partitions})
+        await acreate_topics(
+            self.bootstrap, {self.topic: self.partitions}, kafka_options=self.kafka_options
+        )
         await self.consumer.start()
         known: set[int] = set()
         while not known:

@@ -20,7 +20,6 @@ document are in streams/account.py. Every rejection is a 4xx whose JSON body say
 
 from __future__ import annotations
 
-import hmac
 import tempfile
 import uuid
 from datetime import UTC, date, datetime
@@ -39,7 +38,7 @@ from projections.reports import Report, ReportError, callbacks, daily, handover
 from projections.store import StoreUnavailable
 from streams.alert_feed import ack_token, recent_notifications
 from streams.projection_feed import projection_lag
-from streams.web import Api, Call, Param, Rejected
+from streams.web import Api, Call, Param, Rejected, same_secret
 from topology.model import UnresolvedLocation
 
 if TYPE_CHECKING:
@@ -256,8 +255,13 @@ def register(service: Service, api: Api) -> None:
 
     deadlines = service.correlator.rules.handling_deadlines()
     reports = {
-        "produces": "application/json",
-        "responses": {200: "the report", 503: "projections off or store down"},
+        "produces": ("application/json", "text/csv", "text/plain", "image/png"),
+        "responses": {
+            200: "the report",
+            404: "no such incident",
+            409: "the report cannot be made (e.g. the incident is still open)",
+            503: "projections off or store down",
+        },
     }
 
     @op(
@@ -400,7 +404,7 @@ def register(service: Service, api: Api) -> None:
     async def get_acknowledge_link(call: Call) -> web.Response:
         incident_id = call.params["incident_id"]
         expected = ack_token(service.hash_key, incident_id)
-        if not hmac.compare_digest(call.query.get("token", ""), expected):
+        if not same_secret(call.query.get("token", ""), expected):
             raise Rejected(403, "the link's token is not valid for this incident")
         return await act(call, incident_id, "incident_acknowledged", {"by": "notification link"})
 

@@ -63,23 +63,23 @@ def _operation(operation: Operation) -> dict[str, Any]:
     errors: dict[int, str] = {}
     if operation.access != "public":
         errors[401] = "no or unknown credentials"
+    if operation.access != "public" and operation.method in ("POST", "PUT", "PATCH", "DELETE"):
+        errors[403] = "a session's CSRF token missing or wrong"
     if isinstance(operation.access, Permission):
         errors[403] = "needs the role " + " or ".join(roles_with(operation.access))
     if operation.body is not None:
         errors.update({400: "not valid", 413: "body too large", 415: "not JSON"})
     if operation.query:
         errors[400] = "bad query"
+    if "{" in operation.path:
+        errors[404] = "nothing by that name"
     if operation.rate_limited:
         errors[429] = "over the rate limit (see Retry-After)"
     responses: dict[str, Any] = {}
+    error = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
     for status, text in sorted({**errors, **operation.responses}.items()):
-        content_type = "application/json" if status >= 400 else operation.produces
-        responses[str(status)] = {
-            "description": text,
-            "content": {content_type: {"schema": {"$ref": REF.format(model="Error")}}}
-            if status >= 400
-            else {content_type: {}},
-        }
+        content = error if status >= 400 else {kind: {} for kind in operation.produces}
+        responses[str(status)] = {"description": text, "content": content}
     spec: dict[str, Any] = {
         "summary": operation.summary,
         "operationId": operation.handler.__name__,
@@ -104,10 +104,10 @@ def _operation(operation: Operation) -> dict[str, Any]:
     elif isinstance(operation.access, Permission):
         spec["description"] = "Roles: " + ", ".join(roles_with(operation.access))
     if operation.body is not None:
-        content: dict[str, Any] = {"application/json": {"schema": dict(operation.body)}}
+        bodies: dict[str, Any] = {"application/json": {"schema": dict(operation.body)}}
         if operation.form:
-            content["application/x-www-form-urlencoded"] = {"schema": dict(operation.body)}
-        spec["requestBody"] = {"required": True, "content": content}
+            bodies["application/x-www-form-urlencoded"] = {"schema": dict(operation.body)}
+        spec["requestBody"] = {"required": True, "content": bodies}
     return spec
 
 

@@ -7,7 +7,7 @@ down would commit offsets of rows never written. Here the offsets move only afte
 one batch and the query results stay exact.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -33,8 +33,12 @@ async def feed_projections(
     batch_size: int,
     flush_seconds: float,
     on_consumer: Callable[[AIOKafkaConsumer | None], None] = lambda _: None,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Consume the inbound topics and the incident stream into the sink, forever."""
+    """Consume the inbound topics and the incident stream into the sink, forever.
+
+    `kafka_options`: TLS/SASL keywords (`streams.transport.kafka_client_options`).
+    """
     consumer = AIOKafkaConsumer(
         *TOPICS,
         bootstrap_servers=bootstrap,
@@ -47,6 +51,7 @@ async def feed_projections(
         session_timeout_ms=4000,
         heartbeat_interval_ms=1000,
         max_poll_interval_ms=24 * 3600 * 1000,
+        **(kafka_options or {}),
     )
     await consumer.start()
     on_consumer(consumer)
@@ -117,5 +122,6 @@ async def keep_feeding(service: "Service") -> None:
             batch_size=settings.sink_batch_size,
             flush_seconds=settings.sink_flush_seconds,
             on_consumer=attach,
+            kafka_options=service.kafka_options,
         ),
     )

@@ -7,8 +7,9 @@ rebuild, or exported JSONL files (`outage replay --out`, and the inbound events 
 """
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from tqdm import tqdm
@@ -57,14 +58,25 @@ def _file_batches(sources: list[tuple[Path, str]]) -> Iterator[list[Message]]:
         yield batch
 
 
-def rebuild_from_broker(sink: Sink, bootstrap: str) -> int:
-    """Project every topic from its beginning to its end as it is now. Returns rows written."""
-    return asyncio.run(_from_broker(sink, bootstrap))
+def rebuild_from_broker(
+    sink: Sink, bootstrap: str, kafka_options: Mapping[str, Any] | None = None
+) -> int:
+    """Project every topic from its beginning to its end as it is now. Returns rows written.
+
+    `kafka_options`: TLS/SASL keywords; by default those of the OUTAGE_KAFKA_* environment,
+    the same the service uses (the CLI passes only the bootstrap servers).
+    """
+    if kafka_options is None:  # imported here: streams.transport pulls in faust
+        from streams.settings import Settings
+        from streams.transport import kafka_client_options
+
+        kafka_options = kafka_client_options(Settings())
+    return asyncio.run(_from_broker(sink, bootstrap, kafka_options))
 
 
-async def _from_broker(sink: Sink, bootstrap: str) -> int:
+async def _from_broker(sink: Sink, bootstrap: str, kafka_options: Mapping[str, Any]) -> int:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **kafka_options
     )
     await consumer.start()
     try:

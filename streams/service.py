@@ -84,6 +84,12 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
     topology = load_topologies(settings.topology)
     correlator = Correlator(topology, CorrelationRules.load(settings.rules))
     broker: EmbeddedBroker | None = None
+    if settings.broker is None and settings.kafka_security_protocol != "PLAINTEXT":
+        # The embedded broker speaks plain text only: never fall back to it silently.
+        raise SystemExit(
+            "outage: OUTAGE_KAFKA_SECURITY_PROTOCOL is set but OUTAGE_BROKER is not; "
+            "the embedded broker has no TLS or SASL"
+        )
     if settings.broker is None:
         broker = EmbeddedBroker(port=settings.broker_port or None, storage=settings.broker_storage)
         broker.start()

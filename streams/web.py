@@ -80,7 +80,7 @@ class Operation:
     responses: Mapping[int, str] = field(default_factory=dict)  # success and specific errors
     rate_limited: bool = False
     page: bool = False  # an HTML page: a visitor without a session is sent to /login
-    produces: str = "application/json"
+    produces: tuple[str, ...] = ("application/json",)  # content types of its 2xx answers
 
 
 @dataclass
@@ -135,6 +135,13 @@ class Call:
     def by(self) -> str:
         """Who to name on the timeline for what this request does."""
         return self.principal.label if self.principal else "anonymous"
+
+
+def same_secret(sent: str, expected: str) -> bool:
+    """Constant-time comparison that also takes what a hostile client sends (any unicode)."""
+    return hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def problem(status: int, reason: str, **extra: Any) -> web.Response:
@@ -255,7 +262,7 @@ class Api:
         sent = call.request.headers.get("X-CSRF-Token", "")
         if not sent and call.is_form():
             sent = str((await call.fields()).get("csrf_token", ""))
-        if not sent or not hmac.compare_digest(sent, call.session.csrf):
+        if not sent or not same_secret(sent, call.session.csrf):
             raise Rejected(403, "CSRF token missing or wrong: reload the page and try again")
 
     # mounting ----------------------------------------------------------------------------
