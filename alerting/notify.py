@@ -25,7 +25,7 @@ import aiohttp
 import aiosmtplib
 import structlog
 
-from alerting.config import AlertingConfig, DeliveryConfig, Receiver, Smtp
+from alerting.config import AlertingConfig, DeliveryConfig, Receiver, Silence, Smtp
 from alerting.route import receivers_for
 from alerting.silence import silenced_by
 
@@ -419,9 +419,11 @@ class Dispatcher:
         seen: Callable[[str], bool] | None = None,
         remember: Callable[[str], None] | None = None,
         logger: Any = None,
+        extra_silences: Callable[[], Sequence[Silence]] = tuple,
     ) -> None:
         memory = MemorySeen()
         self.config = config
+        self.extra_silences = extra_silences  # set at run time by shift leads (HTTP)
         self.channels = channels
         self.policy = policy if policy is not None else DeliveryPolicy.from_config(config.delivery)
         self.seen = seen if seen is not None else memory.seen
@@ -437,6 +439,7 @@ class Dispatcher:
         policy: DeliveryPolicy | None = None,
         seen: Callable[[str], bool] | None = None,
         remember: Callable[[str], None] | None = None,
+        extra_silences: Callable[[], Sequence[Silence]] = tuple,
     ) -> AsyncIterator[Dispatcher]:
         """A dispatcher with channels built from `config` and one HTTP session it closes."""
         async with aiohttp.ClientSession() as session:
@@ -446,6 +449,7 @@ class Dispatcher:
                 policy=policy,
                 seen=seen,
                 remember=remember,
+                extra_silences=extra_silences,
             )
 
     async def dispatch(
@@ -461,7 +465,7 @@ class Dispatcher:
         """
         log = self.logger.bind(alert_id=alert.get("event_id"), incident_id=alert.get("incident_id"))
         receivers = receivers_for(alert, self.config, now)
-        silence = silenced_by(alert, self.config.silences, now)
+        silence = silenced_by(alert, [*self.config.silences, *self.extra_silences()], now)
         if silence is not None:
             records = [
                 Delivery(

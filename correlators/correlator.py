@@ -12,6 +12,7 @@ incidents live and in a replay.
 
 import bisect
 import hashlib
+import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,21 +55,27 @@ from events.internal import Routed, Tick
 from topology.model import Topology
 
 
-def reporter_of(call: CallReported) -> str:
+def reporter_of(call: CallReported, key: bytes | None = None) -> str:
     """Who reported: the premise, else the caller, else the call itself (public records).
 
     Phone numbers are hashed: the incident stream needs to count repeats, not to dial back.
     """
     if call.premise_id:
         return f"premise:{call.premise_id}"
-    return caller_key(call.caller) or f"call:{call.event_id}"
+    return caller_key(call.caller, key) or f"call:{call.event_id}"
 
 
-def caller_key(phone: str | None) -> str | None:
-    """'caller:<hash of the digits>', the same however the number was written; None if none."""
+def caller_key(phone: str | None, key: bytes | None = None) -> str | None:
+    """'caller:<hash of the digits>', the same however the number was written; None if none.
+
+    With a key (the service's HMAC key) the hash cannot be reversed by trying every phone
+    number; the incident stream then holds nothing that leads back to a caller.
+    """
     digits = "".join(ch for ch in phone or "" if ch.isdigit())
     if not digits:
         return None
+    if key:
+        return "caller:" + hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()[:16]
     return "caller:" + hashlib.sha256(digits.encode()).hexdigest()[:16]
 
 
@@ -88,9 +95,12 @@ class _Evidence:
 class Correlator:
     """Correlates the events of one deployment's network with its rules."""
 
-    def __init__(self, topology: Topology, rules: CorrelationRules) -> None:
+    def __init__(
+        self, topology: Topology, rules: CorrelationRules, reporter_key: bytes | None = None
+    ) -> None:
         self.topology = topology
         self.rules = rules
+        self.reporter_key = reporter_key  # HMAC key of callers' numbers (None: plain SHA-256)
 
     def initial_state(self, domain: str) -> DomainState:
         return DomainState(domain=domain)
@@ -306,7 +316,7 @@ class Correlator:
         ]
 
     def _on_call(self, state: DomainState, call: CallReported, node_id: str) -> list[DerivedBase]:
-        reporter = reporter_of(call)
+        reporter = reporter_of(call, self.reporter_key)
         if call.tags:
             return [
                 IndividualFault(

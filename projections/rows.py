@@ -112,7 +112,7 @@ class Projector:
                 domain, path = routed.domain, self.topology.path(node)
             except Unroutable:
                 node, domain, path = "", "", ()
-            caller = caller_key(event.caller)
+            caller = caller_key(event.caller, self.hash_key)  # as the correlator keys it
             # Equal to the reporter hash on the incident stream when the caller is the
             # reporter, so the two tables join on it.
             caller_hash = keyed_hash(self.hash_key, caller) if caller else ""

@@ -39,6 +39,9 @@ def safe_next(target: str | None) -> str:
     """Only a path on this site: '//evil.example' and 'https://...' would be open redirects."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    # Browsers drop tabs and line breaks from URLs: '/\t/evil.example' would become '//evil...'.
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return "/"
     return target
 
 

@@ -157,7 +157,10 @@ async def feed_alerts(service: "Service") -> None:
     await consumer.start()
     try:
         async with Dispatcher.open(
-            config, seen=service.delivered.__contains__, remember=service.delivered.add
+            config,
+            seen=service.delivered.__contains__,
+            remember=service.delivered.add,
+            extra_silences=lambda: list(service.silences.values()),
         ) as dispatcher:
             # A shift that began while the worker was down still gets its handover.
             handovers_since = datetime.now(UTC) - timedelta(minutes=10)

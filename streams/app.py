@@ -22,7 +22,7 @@ import faust
 import structlog
 
 from access.store import AccessStore
-from alerting.config import AlertingConfig
+from alerting.config import AlertingConfig, OneOffSilence
 from correlators.correlator import Correlator
 from correlators.routing import Unroutable, route
 from correlators.state import DomainState
@@ -34,6 +34,7 @@ from projections.backends import open_store
 from projections.incidents import IncidentBook
 from projections.rows import Projector
 from projections.sink import Sink
+from streams import silences
 from streams.alert_feed import feed_alerts, notifications_buffer
 from streams.follow import TopicFollower
 from streams.projection_feed import keep_feeding
@@ -77,6 +78,7 @@ class Service:
     notification_ids: set[str] = field(default_factory=set)  # records already listed
     notifications: deque[dict[str, Any]] = field(default_factory=notifications_buffer)
     api: Any = None  # streams.web.Api: the endpoints and the checks they pass through
+    silences: dict[str, OneOffSilence] = field(default_factory=dict)  # set at run time, by id
 
     @property
     def bootstrap(self) -> str:
@@ -172,6 +174,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     topic("incidents")
     topic("alerts")
     topic("dead-letter")
+    topic("silences")
     table = app.Table(
         "domain-state",
         default=None,
@@ -236,6 +239,10 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     async def alerts() -> None:
         await keep_running("alerts", lambda: feed_alerts(service))
 
+    @app.task
+    async def run_time_silences() -> None:
+        await keep_running("silences", lambda: silences.follow_silences(service))
+
     # The views need the service; imported here to avoid a cycle.
     from streams import account, http
     from streams.web import Api
@@ -249,6 +256,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         login_attempts=settings.login_attempts,
     )
     http.register(service, service.api)
+    silences.register(service, service.api)
     account.register(service, service.api)
     service.api.mount(app)
     return service

@@ -59,7 +59,7 @@ def _schemas() -> dict[str, Any]:
     return schemas
 
 
-def _operation(operation: Operation) -> dict[str, Any]:
+def _operation(operation: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     errors: dict[int, str] = {}
     if operation.access != "public":
         errors[401] = "no or unknown credentials"
@@ -104,17 +104,22 @@ def _operation(operation: Operation) -> dict[str, Any]:
     elif isinstance(operation.access, Permission):
         spec["description"] = "Roles: " + ", ".join(roles_with(operation.access))
     if operation.body is not None:
-        bodies: dict[str, Any] = {"application/json": {"schema": dict(operation.body)}}
+        body = dict(operation.body)
+        schemas.update(body.pop("$defs", {}))  # a model's own definitions join the shared ones
+        bodies: dict[str, Any] = {"application/json": {"schema": body}}
         if operation.form:
-            bodies["application/x-www-form-urlencoded"] = {"schema": dict(operation.body)}
+            bodies["application/x-www-form-urlencoded"] = {"schema": body}
         spec["requestBody"] = {"required": True, "content": bodies}
     return spec
 
 
 def document(api: Api) -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    schemas = _schemas()
     for operation in api.operations:
-        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation)
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(
+            operation, schemas
+        )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -124,7 +129,7 @@ def document(api: Api) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -82,7 +82,10 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
     logs.configure(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     topology = load_topologies(settings.topology)
-    correlator = Correlator(topology, CorrelationRules.load(settings.rules))
+    # Callers' numbers on the incident stream are keyed hashes (see caller_key).
+    correlator = Correlator(
+        topology, CorrelationRules.load(settings.rules), reporter_key=settings.analytics_key()
+    )
     broker: EmbeddedBroker | None = None
     if settings.broker is None and settings.kafka_security_protocol != "PLAINTEXT":
         # The embedded broker speaks plain text only: never fall back to it silently.

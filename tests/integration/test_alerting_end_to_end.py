@@ -212,6 +212,43 @@ def test_a_silence_suppresses_and_its_end_resumes(
     wait_for(lambda: hooks.alerts(incident, "incident_restored"), timeout=20)
 
 
+# After the first test: the configured FDR-3 window is over by then.
+def test_a_shift_lead_silences_an_area_at_run_time_and_ends_it(
+    alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
+) -> None:
+    """POST /v1/silences mutes matching alerts, named after the lead; DELETE ends it."""
+    worker, _, env = alerting_worker
+    hooks, _, _ = receivers
+    assert datetime.now(UTC) > datetime.fromisoformat(env["SILENCE_ENDS"])
+    lead = worker.person("lead.sam", "shift_lead")
+    ends = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    body = {"matchers": {"area": "FDR-3"}, "ends": ends, "comment": "crew on site"}
+    status, made = lead.request("POST", "/v1/silences", body)
+    assert status == 201 and made["created_by"] == "lead.sam" and made["active"]
+    status, answer = lead.request("POST", "/v1/silences", {**body, "matchers": {}})
+    assert status == 400 and "matcher" in answer["error"]
+    listed = lead.request("GET", "/v1/silences")[1]["silences"]
+    assert {"run time", "configuration"} == {s["source"] for s in listed}
+
+    incident = open_incident(worker, "P-FDR3-T2-F1-B1")
+    silenced = wait_for(
+        lambda: [
+            n
+            for n in worker.get("/v1/notifications?status=silenced")[1]["notifications"]
+            if n["incident_id"] == incident
+        ],
+        timeout=20,
+    )
+    assert "crew on site (by lead.sam" in silenced[0]["silenced_by"]
+    assert hooks.alerts(incident) == []
+
+    status, ended = lead.request("DELETE", f"/v1/silences/{made['id']}")
+    assert status == 200 and ended["by"] == "lead.sam"
+    assert lead.request("DELETE", f"/v1/silences/{made['id']}")[0] == 404
+    assert worker.post(f"/v1/incidents/{incident}/resolve", {})[0] == 202
+    wait_for(lambda: hooks.alerts(incident, "incident_restored"), timeout=20)
+
+
 def test_unacknowledged_incident_reminds_the_lead_then_escalates_to_the_supervisor(
     alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
 ) -> None:

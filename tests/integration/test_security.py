@@ -41,6 +41,9 @@ MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/v1/incidents/{incident_id}/resolve"): {S},
     ("GET", "/v1/incidents/{incident_id}/acknowledge"): PUBLIC,  # the link's token is the key
     ("GET", "/v1/notifications"): {S},
+    ("GET", "/v1/silences"): {S},
+    ("POST", "/v1/silences"): {S},
+    ("DELETE", "/v1/silences/{silence_id}"): {S},
     ("GET", "/v1/reports/daily"): {S},
     ("GET", "/v1/reports/handover"): {S},
     ("GET", "/v1/reports/callbacks"): {S},
@@ -67,6 +70,7 @@ PATH_VALUES = {
     "node_id": "HSUB1",
     "key_id": "00000000",
     "name": "base.css",
+    "silence_id": "silence-none",
 }
 PHONES = ["+1 212 555 0147", "(718) 555-0199", "+86 138 0013 8000", "020-7946-0321"]
 
