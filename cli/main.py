@@ -27,6 +27,7 @@ from correlators.replay import replay
 from correlators.rules import CorrelationRules
 from events.codec import EventRejected, decode_inbound, encode, json_schemas
 from projections.reports import ReportError
+from streams.settings import Settings
 from topology.load import load_topologies
 from topology.model import TopologyError
 
@@ -188,7 +189,9 @@ def read_events(path: Path, rejected: list[dict[str, Any]]) -> Iterator[Any]:
 
 def run_replay(args: argparse.Namespace) -> int:
     topology = load_topologies(args.topology)
-    correlator = Correlator(topology, CorrelationRules.load(args.rules))
+    # The service's key, when there is one: reporter hashes then equal the live stream's.
+    key = Settings().existing_analytics_key()
+    correlator = Correlator(topology, CorrelationRules.load(args.rules), reporter_key=key)
     bad_lines: list[dict[str, Any]] = []
     result = replay(correlator, read_events(args.events, bad_lines))
     if args.out:
@@ -333,15 +336,27 @@ def report_from_api(args: argparse.Namespace, api: str) -> str:
     if args.report == "callbacks":
         query["incident"] = args.incident
     url = f"{api.rstrip('/')}/v1/reports/{args.report}?{urllib.parse.urlencode(query)}"
+    key = Settings().api_key
+    if key is None:
+        raise ValueError(
+            "asking the service needs OUTAGE_API_KEY: a key with the shift_lead role "
+            "(`outage keys create reports --roles shift_lead` prints one)"
+        )
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"}
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=60
+        ) as response:
             text: str = response.read().decode()
     except urllib.error.HTTPError as error:
         raise ValueError(json.loads(error.read() or b"{}").get("error", str(error))) from None
     except urllib.error.URLError as error:
         raise ValueError(f"cannot reach the service at {api}: {error.reason}") from None
     if args.report == "daily" and args.chart:
-        with urllib.request.urlopen(url.replace(f"format={args.format}", "format=png")) as png:
+        chart = urllib.request.Request(
+            url.replace(f"format={args.format}", "format=png"), headers=headers
+        )
+        with urllib.request.urlopen(chart, timeout=60) as png:
             args.chart.write_bytes(png.read())
         print(f"chart written to {args.chart}", file=sys.stderr)
     return text

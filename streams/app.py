@@ -32,6 +32,7 @@ from events.inbound import ACTION_TYPES
 from events.internal import Routed, Tick
 from projections.backends import open_store
 from projections.incidents import IncidentBook
+from projections.retention import enforce
 from projections.rows import Projector
 from projections.sink import Sink
 from streams import silences
@@ -55,6 +56,9 @@ INBOUND_TOPICS = {
     "etr_set": "operator-actions",
     "incident_resolved": "operator-actions",
 }
+
+
+PERSONAL_TOPICS = frozenset({"calls", "correlate", "dead-letter"})
 
 
 @dataclass
@@ -159,11 +163,15 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     )
 
     def topic(name: str) -> Any:
+        # Topics that carry callers' numbers and notes in clear keep them no longer than the
+        # contact retention (applies when this service creates the topic; see SECURITY.md).
+        personal = name in PERSONAL_TOPICS
         t = app.topic(
             name,
             key_serializer="raw",
             value_serializer="raw",
             partitions=settings.partitions,
+            retention=timedelta(days=settings.retention_contact_days) if personal else None,
         )
         service.topics[name] = t
         return t
@@ -233,6 +241,12 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         async def projections() -> None:
             await keep_feeding(service)
 
+        if settings.retention_every_hours > 0:
+
+            @app.task
+            async def retention() -> None:
+                await keep_running("retention", lambda: enforce_retention(service))
+
     service.alerting = AlertingConfig.load(settings.alerting)
 
     @app.task
@@ -260,6 +274,26 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     account.register(service, service.api)
     service.api.mount(app)
     return service
+
+
+async def enforce_retention(service: Service) -> None:
+    """Delete expired caller data now and then, in the worker: chDB admits one process only."""
+    settings, sink = service.settings, service.sink
+    assert sink is not None
+    every = settings.retention_every_hours * 3600
+    while True:
+        # Not during start-up: the store opens and the feed catches up first.
+        await asyncio.sleep(min(60.0, every))
+        result = await sink.run(
+            lambda store: enforce(
+                store,
+                datetime.now(UTC),
+                settings.retention_contact_days,
+                settings.retention_call_days,
+            )
+        )
+        log.info("retention.enforced", deleted={t.table: t.deleted for t in result.tables})
+        await asyncio.sleep(max(0.0, every - 60.0))
 
 
 async def follow_incident_stream(service: Service) -> None:

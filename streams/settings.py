@@ -83,12 +83,19 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Failed logins per user name in 5 minutes before a 429."
     )
 
+    api_key: SecretStr | None = Field(
+        default=None, description="Key the CLI sends when it asks a running service (reports)."
+    )
+
     # Retention of caller data (enforced by `outage retention enforce`).
     retention_contact_days: int = Field(
         default=30, ge=1, description="Days callers' phone numbers stay for callbacks."
     )
     retention_call_days: int = Field(
         default=400, ge=1, description="Days call rows (keyed hashes, no phone) stay in analytics."
+    )
+    retention_every_hours: float = Field(
+        default=24.0, ge=0, description="The worker enforces retention this often (0: only cron)."
     )
 
     # Transport security towards Kafka (ClickHouse TLS goes in OUTAGE_CLICKHOUSE_URL).
@@ -120,6 +127,13 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
         return path.read_text().strip().encode()
+
+    def existing_analytics_key(self) -> bytes | None:
+        """The key if configured or made already: offline replays hash callers as live did."""
+        if self.hash_key:
+            return self.hash_key.encode()
+        path = self.data_dir / "hash.key"
+        return path.read_text().strip().encode() if path.exists() else None
 
     @property
     def broker_urls(self) -> list[str]:

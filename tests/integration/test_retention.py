@@ -28,7 +28,8 @@ from projections.rows import Projector
 from projections.sink import Message, Sink
 from projections.sql import one_of, render
 from projections.store import Store
-from streams.broker import free_port
+from streams.broker import EmbeddedBroker, free_port
+from tests.integration.conftest import start_worker, wait_for
 from topology.load import load_topology
 from topology.samples import HEAT_CSV
 
@@ -388,3 +389,40 @@ def test_cli_refuses_zero_days(capsys: pytest.CaptureFixture[str]) -> None:
         main(["retention", "enforce", "--contact-days", "0"])
     assert exit_.value.code == 2
     assert "at least 1 day" in capsys.readouterr().err
+
+
+def test_the_worker_enforces_retention_itself_on_its_chdb(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With chDB (one process only) the worker deletes expired phone numbers on its timer."""
+
+    worker = start_worker(
+        broker,
+        tmp_path_factory.mktemp("retention-worker"),
+        OUTAGE_RETENTION_EVERY_HOURS="0.002",  # every 7.2 s
+        OUTAGE_RETENTION_CONTACT_DAYS="1",
+    )
+    try:
+        old = datetime.now(UTC) - timedelta(days=3)
+        body = {
+            "type": "call_reported",
+            "schema_version": 1,
+            "event_id": "retention-old-call",
+            "occurred_at": old.isoformat(),
+            "utility": "heat",
+            "premise_id": "P-HSUB1-B1-01",
+            "caller": "+1 212 555 0100",
+        }
+        assert worker.post("/v1/calls", body)[0] == 202
+
+        def deleted_contacts() -> int:
+            for line in worker.log.read_text().splitlines():
+                if '"retention.enforced"' in line:
+                    count = json.loads(line)["deleted"]["call_contacts"]
+                    if count:
+                        return int(count)
+            return 0
+
+        assert wait_for(deleted_contacts, timeout=60) == 1
+    finally:
+        worker.stop()

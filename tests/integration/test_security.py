@@ -6,7 +6,10 @@ the worker's own access file, as `outage users` / `outage keys` do.
 
 import http.client
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from access.roles import ROLES, parse_roles
 from streams.broker import EmbeddedBroker
 from streams.web import LOGIN_COOKIE, SESSION_COOKIE
-from tests.integration.conftest import Person, Worker, start_worker, wait_for
+from tests.integration.conftest import ROOT, Person, Worker, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -386,3 +389,23 @@ def test_phone_numbers_and_notes_never_reach_the_log_in_clear(
         anywhere = r"\D*".join(digits)  # the digits with any separators between them
         assert not re.search(anywhere, log), f"{phone} is in the log in clear"
     assert note not in log and "Alvarez" not in log
+
+
+def test_the_report_cli_asks_the_service_with_its_key_only(
+    guarded: Worker, role_keys: dict[str, str]
+) -> None:
+    """`outage report --api` sends OUTAGE_API_KEY; without one, or with an agent's, it says why."""
+
+    def report(key: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "OUTAGE_API_KEY"}
+        if key:
+            env["OUTAGE_API_KEY"] = key
+        command = [sys.executable, "-m", "cli.main", "report", "handover", "--api", guarded.base]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+
+    done = report(role_keys[S])
+    assert done.returncode == 0 and "andover" in done.stdout, done.stderr
+    done = report(None)
+    assert done.returncode == 2 and "OUTAGE_API_KEY" in done.stderr
+    done = report(role_keys[A])
+    assert done.returncode == 2 and "shift_lead" in done.stderr
