@@ -37,16 +37,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-# Debian's ClickHouse server for the integration tests (they start it themselves); apt runs only
-# when clickhouse-server is missing. Debian puts it in /usr/sbin, hence the second look there.
+# Debian's ClickHouse server for the integration tests (they start it themselves) and Debian's
+# chromium for the browser tests (Playwright drives it); apt runs only when one is missing.
+# Debian puts clickhouse-server in /usr/sbin, hence the second look there.
 system-deps:
-	@if command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ]; then \
-		echo "clickhouse-server: $$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)"; \
-	else \
+	@missing=; \
+	{ command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ]; } || \
+		missing="$$missing clickhouse-server clickhouse-client"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y clickhouse-server clickhouse-client; \
-	fi
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi; \
+	echo "system deps: clickhouse-server and chromium present"
 
 bench: $(STAMP) system-deps
 	@mkdir -p var/bench

@@ -77,6 +77,8 @@ def start_page(call: Call) -> str:
 <h1>outage-correlator</h1>
 <p>Logged in as <strong>{html.escape(call.principal.name)}</strong> ({html.escape(roles)}).</p>
 <ul>
+<li><a href="/console">Agent console</a></li>
+<li><a href="/board">Shift board</a></li>
 <li><a href="/v1/incidents">Active incidents (JSON)</a></li>
 <li><a href="/openapi.json">API description (OpenAPI)</a></li>
 </ul>

@@ -58,6 +58,7 @@ INBOUND_TOPICS = {
 }
 
 
+RESYNC: dict[str, Any] = {"resync": True}  # tells a live page to take a new snapshot
 PERSONAL_TOPICS = frozenset({"calls", "correlate", "dead-letter"})
 
 
@@ -83,6 +84,7 @@ class Service:
     notifications: deque[dict[str, Any]] = field(default_factory=notifications_buffer)
     api: Any = None  # streams.web.Api: the endpoints and the checks they pass through
     silences: dict[str, OneOffSilence] = field(default_factory=dict)  # set at run time, by id
+    subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)  # live pages
 
     @property
     def bootstrap(self) -> str:
@@ -258,7 +260,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         await keep_running("silences", lambda: silences.follow_silences(service))
 
     # The views need the service; imported here to avoid a cycle.
-    from streams import account, http
+    from streams import account, http, pages
     from streams.web import Api
 
     service.api = Api(
@@ -272,6 +274,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     http.register(service, service.api)
     silences.register(service, service.api)
     account.register(service, service.api)
+    pages.register(service, service.api)
     service.api.mount(app)
     return service
 
@@ -310,16 +313,43 @@ async def follow_incident_stream(service: Service) -> None:
     service.book_caught_up = False
     try:
         while True:
+            changed: set[str] = set()
             for record in await follower.poll(timeout_ms=500):
                 try:
-                    service.book.apply(decode_derived(record.value or b""))
+                    event = decode_derived(record.value or b"")
+                    service.book.apply(event)
                 except Exception:
                     log.exception("incident_book.failed", offset=record.offset)
+                    continue
+                changed.update(getattr(event, "merged_ids", ()))
+                if getattr(event, "incident_id", None):
+                    changed.add(event.incident_id)
+            if changed and service.subscribers and service.book_caught_up:
+                tell_pages(service, changed)
             if not service.book_caught_up and await follower.caught_up():
                 service.book_caught_up = True
                 log.info("incident_book.caught_up", incidents=len(service.book.incidents))
     finally:
         await follower.stop()
+
+
+def tell_pages(service: Service, incident_ids: set[str]) -> None:
+    """Push changed incidents to every open board (server-sent events).
+
+    A page that fell 1,000 changes behind gets a fresh snapshot instead of the backlog.
+    """
+    from streams.http import incident_json
+
+    topology = service.correlator.topology
+    views = [service.book.incidents[i] for i in sorted(incident_ids) if i in service.book.incidents]
+    for queue in list(service.subscribers):
+        try:
+            for view in views:
+                queue.put_nowait(incident_json(view, topology))
+        except asyncio.QueueFull:
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(RESYNC)
 
 
 async def ingest(service: Service, source: str, payload: bytes | None) -> None:

@@ -20,7 +20,10 @@ document are in streams/account.py. Every rejection is a 4xx whose JSON body say
 
 from __future__ import annotations
 
+import asyncio
+import json
 import tempfile
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -38,8 +41,8 @@ from projections.reports import Report, ReportError, callbacks, daily, handover
 from projections.store import StoreUnavailable
 from streams.alert_feed import ack_token, recent_notifications
 from streams.projection_feed import projection_lag
-from streams.web import Api, Call, Param, Rejected, same_secret
-from topology.model import UnresolvedLocation
+from streams.web import SECURITY_HEADERS, Api, Call, Param, Rejected, same_secret
+from topology.model import Topology, UnresolvedLocation
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -66,10 +69,34 @@ REPORT_FORMAT = Param(
 )
 
 
-def incident_json(view: IncidentView, *, timeline: bool = False) -> dict[str, Any]:
+def incident_json(
+    view: IncidentView, topology: Topology | None = None, *, timeline: bool = False
+) -> dict[str, Any]:
     body = view.model_dump(mode="json", exclude={"timeline"} if not timeline else set())
     body["calls"] = len(view.call_ids)
+    body["location"] = location(topology, view.device_id) if topology else None
     return body
+
+
+def location(topology: Topology, node_id: str) -> dict[str, float] | None:
+    """Where to draw a device: its own coordinates, else the nearest node below or above it."""
+    if node_id not in topology:
+        return None
+    for candidate in (node_id, *topology.children(node_id), *reversed(topology.ancestors(node_id))):
+        node = topology.node(candidate)
+        if node.lat is not None and node.lon is not None:
+            return {"lat": node.lat, "lon": node.lon}
+    return None
+
+
+def looks_like_phone(text: str) -> bool:
+    digits = sum(ch.isdigit() for ch in text)
+    return digits >= 7 and all(ch.isdigit() or ch in " +-().\t" for ch in text)
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One server-sent event; JSON has no raw newlines, so one data line is enough."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def register(service: Service, api: Api) -> None:
@@ -137,6 +164,7 @@ def register(service: Service, api: Api) -> None:
         Permission.LOOKUP,
         "Is there a known fault at this place?",
         query=(
+            Param("q", "one search box: an address, a premise or building id, a phone number"),
             Param("premise", "premise id"),
             Param("building", "building id"),
             Param("address", "street address, fuzzy"),
@@ -148,8 +176,27 @@ def register(service: Service, api: Api) -> None:
         query = call.query
         premise, building = query.get("premise"), query.get("building")
         address = query.get("address")
+        text = (query.get("q") or "").strip()
+        if text:
+            if text in topology and topology.node(text).kind in ("premise", "building"):
+                premise, building = (
+                    (text, None)
+                    if topology.node(text).kind == "premise"
+                    else (
+                        None,
+                        text,
+                    )
+                )
+            elif looks_like_phone(text):
+                raise Rejected(
+                    404,
+                    "phone numbers are not in the network model: search the address",
+                    suggestions=[],
+                )
+            else:
+                address = text
         if not (premise or building or address):
-            raise Rejected(400, "give one of premise=, building= or address=")
+            raise Rejected(400, "give q= (or premise=, building= or address=)")
         try:
             found = topology.resolve(
                 premise_id=premise,
@@ -162,13 +209,17 @@ def register(service: Service, api: Api) -> None:
             raise Rejected(404, error.reason, suggestions=suggestions) from None
         path = topology.path(found.node_id)
         view = service.book.covering(path)
+        node = topology.node(found.node_id)
         return web.json_response(
             {
                 "status": "known_fault" if view else "no_known_fault",
                 "node_id": found.node_id,
+                "node_kind": node.kind,
+                "utility": node.utility,
+                "address": node.address,
                 "resolved_by": found.how,
                 "path": list(path),
-                "incident": incident_json(view) if view else None,
+                "incident": incident_json(view, topology) if view else None,
                 "sentence": agent_sentence(view, service.settings.timezone),
             }
         )
@@ -197,7 +248,76 @@ def register(service: Service, api: Api) -> None:
     @op("GET", "/v1/incidents", Permission.LOOKUP, "Active incidents", responses={200: "list"})
     async def get_incidents(call: Call) -> web.Response:
         active = service.book.active()
-        return web.json_response({"incidents": [incident_json(v) for v in active]})
+        return web.json_response({"incidents": [incident_json(v, topology) for v in active]})
+
+    @op(
+        "GET",
+        "/v1/suggest",
+        Permission.LOOKUP,
+        "Addresses for type-ahead",
+        query=(
+            Param("q", "the text typed so far", required=True),
+            Param("utility", "heat, power, ..."),
+        ),
+        responses={200: "up to 8 addresses"},
+    )
+    async def get_suggestions(call: Call) -> web.Response:
+        text = call.query["q"].strip()[:200]
+        if len(text) < 2:
+            return web.json_response({"suggestions": []})
+        found = topology.suggest(text, limit=8, utility=call.query.get("utility"))
+        return web.json_response({"suggestions": [s.model_dump() for s in found]})
+
+    @op(
+        "GET",
+        "/v1/stream",
+        Permission.LOOKUP,
+        "Server-sent events: a snapshot of active incidents, then every change",
+        query=(
+            Param(
+                "seconds",
+                "close after this long (default: stay open)",
+                schema={"type": "integer", "minimum": 0, "maximum": 86400},
+            ),
+        ),
+        produces=("text/event-stream",),
+        responses={200: "the stream"},
+    )
+    async def get_stream(call: Call) -> web.StreamResponse:
+        raw = call.query.get("seconds")
+        try:
+            seconds = float(raw) if raw is not None else None
+        except ValueError:
+            raise Rejected(400, f"seconds must be a number, not {raw!r}") from None
+        if seconds is not None and not 0 <= seconds <= 86400:
+            raise Rejected(400, "seconds must be between 0 and 86400")
+        response = web.StreamResponse(
+            headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream"}
+        )
+        await response.prepare(call.request)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        service.subscribers.add(queue)
+        deadline = None if seconds is None else time.monotonic() + seconds
+
+        def snapshot() -> bytes:
+            active = [incident_json(v, topology) for v in service.book.active()]
+            return sse("snapshot", {"incidents": active})
+
+        try:
+            await response.write(snapshot())
+            while deadline is None or time.monotonic() < deadline:
+                wait = 15.0 if deadline is None else min(15.0, deadline - time.monotonic())
+                try:
+                    view = await asyncio.wait_for(queue.get(), max(wait, 0.0))
+                except TimeoutError:
+                    await response.write(b": still here\n\n")  # keeps proxies from closing it
+                    continue
+                await response.write(snapshot() if view.get("resync") else sse("incident", view))
+        except (ConnectionResetError, RuntimeError):
+            pass  # the browser went away
+        finally:
+            service.subscribers.discard(queue)
+        return response
 
     @op(
         "GET",
@@ -211,7 +331,7 @@ def register(service: Service, api: Api) -> None:
         view = service.book.incidents.get(incident_id)
         if view is None:
             raise Rejected(404, f"no incident {incident_id!r}")
-        return web.json_response(incident_json(view, timeline=True))
+        return web.json_response(incident_json(view, topology, timeline=True))
 
     @op("GET", "/health", "public", "Liveness and counters", responses={200: "alive"})
     async def get_health(call: Call) -> web.Response:

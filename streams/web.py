@@ -328,6 +328,7 @@ async def json_errors(
         response = problem(error.status, f"{error.reason}: {request.method} {request.path}")
         if error.status == 405:
             response.headers["Allow"] = error.headers.get("Allow", "")
-    for header, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(header, value)
+    if not response.prepared:  # a stream sent its headers already (and set these itself)
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
     return response

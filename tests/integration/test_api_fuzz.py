@@ -97,6 +97,8 @@ def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(
     """Schema-valid and schema-violating requests: documented 2xx/4xx, reasons, never a 5xx."""
     failures: list[str] = []
     for operation in operations(fuzzed):
+        if operation.path == "/v1/stream":
+            continue  # stays open by design; tests/integration/test_pages.py reads it
         try:
             run_operation(fuzzed, operation, mode)
         except Unsatisfiable:  # nothing to get wrong: no parameters, or only free-form text

@@ -35,6 +35,10 @@ MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/v1/scada"): {OPS},
     ("POST", "/v1/planned-works"): {OPS},
     ("GET", "/v1/outages"): {A, S, OPS},
+    ("GET", "/v1/suggest"): {A, S, OPS},
+    ("GET", "/v1/stream"): {A, S, OPS},
+    ("GET", "/console"): {A, S, OPS},
+    ("GET", "/board"): {S},
     ("GET", "/v1/calls/{event_id}"): {A, S, OPS},
     ("GET", "/v1/incidents"): {A, S, OPS},
     ("GET", "/v1/incidents/{incident_id}"): {A, S, OPS},
@@ -110,8 +114,12 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", "content-type": "application/json"}
 
 
+QUERIES = {"/v1/stream": "?seconds=0", "/v1/suggest": "?q=Birch"}  # a stream that ends
+PAGES = {"/", "/console", "/board"}  # HTML: a visitor without a session goes to /login
+
+
 def concrete(path: str) -> str:
-    return re.sub(r"{(\w+)}", lambda m: PATH_VALUES[m.group(1)], path)
+    return re.sub(r"{(\w+)}", lambda m: PATH_VALUES[m.group(1)], path) + QUERIES.get(path, "")
 
 
 def call_body(premise: str, **extra: Any) -> dict[str, Any]:
@@ -167,7 +175,7 @@ def test_without_credentials_only_public_operations_answer(
         # It may refuse what was sent (a missing token, a form), but not for lack of a login.
         error = body.get("error", "") if isinstance(body, dict) else ""
         assert "API key" not in error and "needs the role" not in error, body
-    elif path == "/":
+    elif path in PAGES:
         assert status == 303 and headers["location"].startswith("/login?next=")
     else:
         assert status == 401 and "API key" in body["error"]
