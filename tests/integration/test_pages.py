@@ -97,7 +97,7 @@ def test_an_agent_finds_the_known_fault_and_the_call_joins_it(
     page.goto(site.base + "/console")
     address = site.get("/v1/outages?premise=P-HSUB2-B2-06")[1]["address"]
     page.fill("#search", address[:6])
-    expect(page.get_by_role("option").first).to_be_visible()  # type-ahead suggestions
+    expect(page.locator("#suggestions [role=option]").first).to_be_visible()  # type-ahead
     page.fill("#search", "P-HSUB2-B2-06")
     page.press("#search", "Enter")
     banner = page.locator("#banner")
