@@ -43,6 +43,7 @@ from streams.settings import Settings
 from streams.tasks import keep_running
 from streams.transport import kafka_client_options, kafka_credentials
 from streams.web import MAX_BODY_BYTES, json_errors
+from topology.phones import PhoneBook, load_phone_book
 
 log = structlog.get_logger("outage")
 
@@ -85,6 +86,7 @@ class Service:
     api: Any = None  # streams.web.Api: the endpoints and the checks they pass through
     silences: dict[str, OneOffSilence] = field(default_factory=dict)  # set at run time, by id
     subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)  # live pages
+    phone_book: PhoneBook = field(default_factory=lambda: PhoneBook({}))
 
     @property
     def bootstrap(self) -> str:
@@ -161,7 +163,11 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         web_application_options={"middlewares": [json_errors], "client_max_size": MAX_BODY_BYTES},
     )
     service = Service(
-        app=app, settings=settings, correlator=correlator, hash_key=settings.analytics_key()
+        app=app,
+        settings=settings,
+        correlator=correlator,
+        hash_key=settings.analytics_key(),
+        phone_book=load_phone_book(settings.phone_books, correlator.topology),
     )
 
     def topic(name: str) -> Any:

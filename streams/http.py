@@ -188,11 +188,10 @@ def register(service: Service, api: Api) -> None:
                     )
                 )
             elif looks_like_phone(text):
-                raise Rejected(
-                    404,
-                    "phone numbers are not in the network model: search the address",
-                    suggestions=[],
-                )
+                premise = service.phone_book.premise(text)
+                if premise is None:
+                    reason = "no premise has this phone number in the phone book"
+                    raise Rejected(404, reason, suggestions=[])
             else:
                 address = text
         if not (premise or building or address):

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from topology.samples import HEAT_CSV, POWER_CSV
+from topology.samples import HEAT_CSV, PHONES_CSV, POWER_CSV
 
 
 class Settings(BaseSettings):
@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     topology: list[Path] = Field(
         default=[HEAT_CSV, POWER_CSV],
         description="Network model files (CSV or JSONL), comma-separated in the environment.",
+    )
+    phone_book: list[Path] | None = Field(
+        default=None,
+        description="CSV files phone,premise_id (from the CRM) for the console's phone search; "
+        "unset: the heat sample's when it is loaded, else none.",
     )
     rules: Path | None = Field(
         default=None, description="Correlation rules TOML overriding defaults."
@@ -108,6 +113,12 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    @property
+    def phone_books(self) -> list[Path]:
+        if self.phone_book is not None:
+            return self.phone_book
+        return [PHONES_CSV] if HEAT_CSV in self.topology else []
 
     @property
     def access_path(self) -> Path:

@@ -107,6 +107,11 @@ def test_an_agent_finds_the_known_fault_and_the_call_joins_it(
     expect(page.locator("#call-outcome")).to_contain_text(f"Joined incident {incident}")
     screenshot(page, "console.png")
 
+    page.fill("#search", "030 5552 0207")  # a caller's number, from the phone book
+    page.press("#search", "Enter")
+    expect(banner).to_contain_text("P-HSUB2-B2-07")
+    expect(banner).to_contain_text("Known fault")
+
     page.fill("#search", "P-HSUB4-B1-01")  # a building nobody reported
     page.press("#search", "Enter")
     expect(banner).to_contain_text("No known fault here")
