@@ -175,14 +175,12 @@ def by_network(
         events = storm_events(topology, storm, min_events=min_events)
         correlator = Correlator(topology, rules)
         run = best_of(correlator, events, repeat)
-        kinds: dict[str, int] = {}
-        for node in topology.nodes.values():
-            kinds[node.kind] = kinds.get(node.kind, 0) + 1
+        kinds = topology.kinds()
         results.append(
             {
                 "network": name,
                 "nodes": len(topology),
-                "domains": sum(1 for n in topology.nodes.values() if n.parent is None),
+                "domains": len(topology.roots()),
                 "premises": kinds.get("premise", 0),
                 "kinds": kinds,
                 "build_s": build_s,

@@ -165,12 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check_topology(files: list[Path]) -> int:
     topology = load_topologies(files)
-    kinds: dict[str, int] = {}
-    for node in topology.nodes.values():
-        kinds[node.kind] = kinds.get(node.kind, 0) + 1
-    roots = sorted({topology.root(n) for n in topology.nodes})
+    roots = topology.roots()
     print(f"{len(topology)} nodes in {len(roots)} correlation domain(s): {', '.join(roots[:10])}")
-    for kind, count in sorted(kinds.items()):
+    for kind, count in topology.kinds().items():
         print(f"  {kind:16} {count}")
     return 0
 

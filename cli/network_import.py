@@ -59,12 +59,9 @@ def run_import(args: argparse.Namespace) -> int:
         bar.close()
     rows = write_topology_csv(network.nodes, args.out)
     topology = load_topology(args.out)  # what we wrote must load
-    kinds: dict[str, int] = {}
-    for node in network.nodes:
-        kinds[node.kind] = kinds.get(node.kind, 0) + 1
-    roots = [node.id for node in network.nodes if node.parent is None]
+    roots = topology.roots()
     print(f"wrote {rows} nodes to {args.out}: {len(roots)} correlation domain(s)")
-    for kind, count in sorted(kinds.items()):
+    for kind, count in topology.kinds().items():
         print(f"  {kind:16} {count}")
     print(f"  customers        {sum(topology.customers_under(root) for root in roots)}")
     for note in network.notes:

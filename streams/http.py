@@ -435,14 +435,8 @@ def register(service: Service, api: Api) -> None:
 
     @op("GET", "/v1/topology", Permission.TOPOLOGY, "The network model", responses={200: "ok"})
     async def get_topology(call: Call) -> web.Response:
-        kinds: dict[str, int] = {}
-        roots = []
-        for node in topology.nodes.values():
-            kinds[node.kind] = kinds.get(node.kind, 0) + 1
-            if node.parent is None:
-                roots.append(node.id)
         return web.json_response(
-            {"nodes": len(topology), "kinds": dict(sorted(kinds.items())), "roots": sorted(roots)}
+            {"nodes": len(topology), "kinds": topology.kinds(), "roots": topology.roots()}
         )
 
     @op(

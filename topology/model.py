@@ -8,6 +8,7 @@ lands (`resolve`). Pure: standard library and pydantic; address matching lives i
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
@@ -173,6 +174,14 @@ class Topology:
 
     def __len__(self) -> int:
         return len(self._nodes)
+
+    def kinds(self) -> dict[str, int]:
+        """How many nodes of each kind, by kind name."""
+        return dict(sorted(Counter(node.kind for node in self._nodes.values()).items()))
+
+    def roots(self) -> list[str]:
+        """The correlation domains: the nodes nothing feeds, sorted."""
+        return sorted(node.id for node in self._nodes.values() if node.parent is None)
 
     def node(self, node_id: str) -> Node:
         try:
