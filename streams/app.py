@@ -335,6 +335,8 @@ async def follow_incident_stream(service: Service) -> None:
             if not service.book_caught_up and await follower.caught_up():
                 service.book_caught_up = True
                 log.info("incident_book.caught_up", incidents=len(service.book.incidents))
+                for queue in service.subscribers:  # a page opened during catch-up saw a part
+                    resync(queue)
     finally:
         await follower.stop()
 
@@ -347,15 +349,24 @@ def tell_pages(service: Service, incident_ids: set[str]) -> None:
     from streams.http import incident_json
 
     topology = service.correlator.topology
-    views = [service.book.incidents[i] for i in sorted(incident_ids) if i in service.book.incidents]
+    bodies = [  # made once, whatever the number of open pages
+        incident_json(service.book.incidents[i], topology)
+        for i in sorted(incident_ids)
+        if i in service.book.incidents
+    ]
     for queue in list(service.subscribers):
         try:
-            for view in views:
-                queue.put_nowait(incident_json(view, topology))
+            for body in bodies:
+                queue.put_nowait(body)
         except asyncio.QueueFull:
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(RESYNC)
+            resync(queue)
+
+
+def resync(queue: asyncio.Queue[dict[str, Any]]) -> None:
+    """Replace what a page has not read yet by one request to take a new snapshot."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(RESYNC)
 
 
 async def ingest(service: Service, source: str, payload: bytes | None) -> None:

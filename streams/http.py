@@ -43,6 +43,7 @@ from streams.alert_feed import ack_token, recent_notifications
 from streams.projection_feed import projection_lag
 from streams.web import SECURITY_HEADERS, Api, Call, Param, Rejected, same_secret
 from topology.model import Topology, UnresolvedLocation
+from topology.phones import digits
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -90,8 +91,7 @@ def location(topology: Topology, node_id: str) -> dict[str, float] | None:
 
 
 def looks_like_phone(text: str) -> bool:
-    digits = sum(ch.isdigit() for ch in text)
-    return digits >= 7 and all(ch.isdigit() or ch in " +-().\t" for ch in text)
+    return len(digits(text)) >= 7 and all(ch.isdigit() or ch in " +-().\t" for ch in text)
 
 
 def sse(event: str, data: Any) -> bytes:

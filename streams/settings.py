@@ -130,13 +130,13 @@ class Settings(BaseSettings):
 
     def analytics_key(self) -> bytes:
         """The HMAC key of reporter hashes: configured, or made once and kept in the data dir."""
-        if self.hash_key:
-            return self.hash_key.encode()
+        key = self.existing_analytics_key()
+        if key is not None:
+            return key
         path = self.data_dir / "hash.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
-            path.chmod(0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
         return path.read_text().strip().encode()
 
     def existing_analytics_key(self) -> bytes | None:
