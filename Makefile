@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 		{ apt-get update && apt-get install -y python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,iec104]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -37,20 +37,22 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-# Debian's ClickHouse server for the integration tests (they start it themselves) and Debian's
-# chromium for the browser tests (Playwright drives it); apt runs only when one is missing.
+# Debian's ClickHouse server for the integration tests (they start it themselves), Debian's
+# chromium for the browser tests (Playwright drives it) and mosquitto for the MQTT connector
+# tests (started by the tests on loopback); apt runs only when one is missing.
 # Debian puts clickhouse-server in /usr/sbin, hence the second look there.
 system-deps:
 	@missing=; \
 	{ command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ]; } || \
 		missing="$$missing clickhouse-server clickhouse-client"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	if [ -n "$$missing" ]; then \
 		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi; \
-	echo "system deps: clickhouse-server and chromium present"
+	echo "system deps: clickhouse-server, chromium and mosquitto present"
 
 bench: $(STAMP) system-deps
 	@mkdir -p var/bench

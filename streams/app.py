@@ -266,7 +266,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         await keep_running("silences", lambda: silences.follow_silences(service))
 
     # The views need the service; imported here to avoid a cycle.
-    from streams import account, http, pages
+    from streams import account, http, metrics, pages
     from streams.web import Api
 
     service.api = Api(
@@ -281,6 +281,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     silences.register(service, service.api)
     account.register(service, service.api)
     pages.register(service, service.api)
+    metrics.register(service, service.api)
     service.api.mount(app)
     return service
 

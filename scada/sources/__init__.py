@@ -1,0 +1,1 @@
+"""One adapter per control-system protocol, each a `Source` (see `base`)."""
