@@ -11,6 +11,7 @@ outage retention enforce   delete caller data past its retention (cron)
 outage users / keys ...    who may log in, which systems may call the API
 outage simulate / evaluate a storm with known answers, and its score
 outage records ...         replay public records (NYC 311 heat complaints, Union Power outages)
+outage scada run|check|points  SCADA connectors: control-system points to scada_signal events
 """
 
 import argparse
@@ -21,7 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cli import accounts, network_import, retention
+from cli import accounts, network_import, retention, scada
 from correlators.correlator import Correlator
 from correlators.replay import replay
 from correlators.rules import CorrelationRules
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     retention.add_parser(commands)
     accounts.add_parsers(commands)
+    scada.add_parser(commands)
 
     sim = commands.add_parser("simulate", help="a seeded storm with known answers")
     sim.add_argument("--topology", action="append", required=True, type=Path, metavar="FILE")
@@ -147,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_rebuild(args)
         if args.command == "retention":
             return retention.run(args)
+        if args.command == "scada":
+            return scada.run(args)
         if args.command in ("users", "keys"):
             return accounts.run(args)
         if args.command == "simulate":

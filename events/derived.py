@@ -23,6 +23,8 @@ AlertKind = Literal[
     "deadline_reminder",
     "deadline_escalated",
     "repeat_caller",
+    "scada_source_lost",  # a SCADA connector lost a control system (scada/runner.py)
+    "scada_source_restored",
 ]
 
 
