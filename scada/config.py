@@ -101,7 +101,8 @@ def _source(path: Path, line: object, entry: object) -> SourceConfig:
     points = []
     for point in entry.get("points") or []:
         if isinstance(point, dict):
-            point = {**point, "line": point.pop("__line__", None)}
+            line_of_point = point.pop("__line__", None)
+            point = {**point, "line": line_of_point}
         points.append(point)
     body = {**entry, "points": points}
     try:

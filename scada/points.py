@@ -141,6 +141,13 @@ class Mapper:
             quality=update.quality,
         )
 
+    def forget(self, point: str, previous: PointState | None) -> None:
+        """Undo the last update of a point (its event could not be sent)."""
+        if previous is None:
+            self.states.pop(point, None)
+        else:
+            self.states[point] = previous
+
     def event_id(self, point: str, signal: str, quality: str, at: datetime) -> str:
         key = "\x00".join((self.site, self.source, point, signal, quality, at.isoformat()))
         return f"scada-{hashlib.sha256(key.encode()).hexdigest()[:32]}"

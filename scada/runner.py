@@ -111,10 +111,16 @@ class SourceRunner:
         """Called by the source for every value: the first one says the source is up."""
         if not self.connected:
             await self._came_up()
+        before = self.mapper.states.get(update.point)
         event = self.mapper.update(update, self.clock())
         if event is None:
             return
-        await self.publish_signal(event)
+        try:
+            await self.publish_signal(event)
+        except BaseException:
+            # Not sent, so not the point's state yet: the next read of it sends it again.
+            self.mapper.forget(update.point, before)
+            raise
 
     async def publish_signal(self, event: ScadaSignal) -> None:
         await self.publish("scada", event.device_id.encode(), encode(event))
