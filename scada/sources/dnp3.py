@@ -221,7 +221,7 @@ class Dnp3Source(SourceConfig):
         await self._drain(collector, emit)
         missing = sorted(p.point for p in self.points if p.point not in collector.seen)
         if missing:
-            log.warning("dnp3_points_not_reported", source=self.name, points=missing)
+            log.warning("scada.dnp3_points_not_reported", source=self.name, points=missing)
         # DEVICE_RESTART stays set until a master clears it: only its appearance means a restart.
         restarted = any(int(info.iin) & _IIN_RESTART for info in first)
         if self.unsolicited:
