@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -64,6 +64,7 @@ class PointState:
     signal: Signal
     quality: Quality
     source_time: datetime
+    timed: bool = True  # source_time is the source's own (False: the connector's receive time)
 
 
 def signal_for(point: PointConfig, value: object, last: Signal | None = None) -> Signal | None:
@@ -125,12 +126,14 @@ class Mapper:
         if signal is None:
             return None
         at = update.source_time or received_at
+        timed = update.source_time is not None
         if last is not None:
-            if at <= last.source_time:
+            # Only source times compare: a receive time says nothing of the source's clock.
+            if timed and last.timed and at <= last.source_time:
                 return None  # replayed or reordered: the source already told us newer
             if (signal, update.quality) == (last.signal, last.quality):
                 return None  # same state read back (after a reconnect, an integrity poll)
-        self.states[update.point] = PointState(signal, update.quality, at)
+        self.states[update.point] = PointState(signal, update.quality, at, timed)
         return ScadaSignal(
             event_id=self.event_id(update.point, signal, update.quality, at),
             occurred_at=at,
@@ -152,19 +155,25 @@ class Mapper:
         key = "\x00".join((self.site, self.source, point, signal, quality, at.isoformat()))
         return f"scada-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
-    def export(self) -> dict[str, dict[str, str]]:
+    def export(self) -> dict[str, dict[str, Any]]:
         """The last state of every point, as JSON (kept on disk across connector restarts)."""
         return {
-            point: {"signal": s.signal, "quality": s.quality, "at": s.source_time.isoformat()}
+            point: {
+                "signal": s.signal,
+                "quality": s.quality,
+                "at": s.source_time.isoformat(),
+                "timed": s.timed,
+            }
             for point, s in self.states.items()
         }
 
-    def restore(self, saved: dict[str, dict[str, str]]) -> None:
+    def restore(self, saved: dict[str, dict[str, Any]]) -> None:
         """Take back what `export` gave; points no longer configured are dropped."""
         for point, s in saved.items():
             if point in self.points:
                 self.states[point] = PointState(
-                    s["signal"],  # type: ignore[arg-type]  # written by export from a Signal
-                    s["quality"],  # type: ignore[arg-type]  # written by export from a Quality
+                    s["signal"],  # written by export from a Signal
+                    s["quality"],  # written by export from a Quality
                     datetime.fromisoformat(s["at"]),
+                    bool(s.get("timed", True)),
                 )

@@ -86,6 +86,14 @@ def test_mapper_drops_values_older_than_what_it_has() -> None:
     assert mapper.update(PointUpdate("1001", 2, source_time=at(5)), received_at=at(11)) is None
 
 
+def test_a_source_time_is_not_compared_with_a_receive_time() -> None:
+    """A timed trip after an untimed static read counts, whatever the two clocks say."""
+    mapper = Mapper("north", "rtu-7", (BREAKER,))
+    mapper.update(PointUpdate("1001", 2), received_at=at(100))  # static poll: no source time
+    trip = mapper.update(PointUpdate("1001", 1, source_time=at(60)), received_at=at(101))
+    assert trip is not None and trip.occurred_at == at(60)
+
+
 def test_quality_change_is_a_new_state() -> None:
     """The same position with invalid quality is emitted (the correlator ignores it) and back."""
     mapper = Mapper("north", "rtu-7", (BREAKER,))
