@@ -79,7 +79,7 @@ class SourceRunner:
     publish: Publish
     save: Callable[[], None] = lambda: None
     clock: Clock = utc_now
-    connected: bool = False
+    is_up: bool = False
     down_since: datetime | None = None
     lost_alerted: bool = False
     published: int = 0
@@ -90,7 +90,7 @@ class SourceRunner:
         self._went_down("not connected yet")
         while True:
             try:
-                await self.source.run(self.emit)
+                await self.source.run(self)
                 reason = "the source closed the connection"
             except SourceLost as error:
                 reason = error.reason
@@ -99,18 +99,17 @@ class SourceRunner:
             except Exception as error:  # a library bug must not stop the other sources
                 log.exception("scada.source_failed", source=self.source.name)
                 reason = f"{type(error).__name__}: {error}"
-            if self.connected:
+            if self.is_up:
                 delay = self.source.reconnect_initial  # it worked for a while: start over
-                self.connected = False
+                self.is_up = False
                 self._went_down(reason)
             log.warning("scada.source_lost", source=self.source.name, reason=reason, retry_in=delay)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.source.reconnect_max)
 
-    async def emit(self, update: PointUpdate) -> None:
-        """Called by the source for every value: the first one says the source is up."""
-        if not self.connected:
-            await self._came_up()
+    async def __call__(self, update: PointUpdate) -> None:
+        """The source's `emit`: every value; the first one says the source is up."""
+        await self.connected()
         before = self.mapper.states.get(update.point)
         event = self.mapper.update(update, self.clock())
         if event is None:
@@ -142,15 +141,18 @@ class SourceRunner:
 
     async def _alert_when_still_down(self, since: datetime) -> None:
         await asyncio.sleep(self.source.lost_after)
-        if self.connected or self.down_since != since:
+        if self.is_up or self.down_since != since:
             return
         alert = source_alert(self.site, self.source, "scada_source_lost", since, self.clock())
         await self.publish("alerts", alert.incident_id.encode(), encode(alert))
         self.lost_alerted = True
         log.error("scada.source_lost_alert", source=self.source.name, since=since.isoformat())
 
-    async def _came_up(self) -> None:
-        self.connected = True
+    async def connected(self) -> None:
+        """The source's session is up (called by the source, or by its first value)."""
+        if self.is_up:
+            return
+        self.is_up = True
         if self._alarm is not None and not self._alarm.done():
             self._alarm.cancel()
         log.info("scada.connected", source=self.source.name)

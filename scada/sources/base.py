@@ -10,9 +10,9 @@ for the others to work.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +37,17 @@ class PointUpdate:
     source_time: datetime | None = None
 
 
-Emit = Callable[[PointUpdate], Awaitable[None]]
+class Emit(Protocol):
+    """Where a source reports: every value, and (optionally) that the connection is up.
+
+    The first value also counts as "connected"; a source whose present state may take a while
+    (MQTT without retained messages, Sparkplug nodes that have not re-birthed) calls
+    `connected()` once the session is established, so no false `scada_source_lost` is raised.
+    """
+
+    async def __call__(self, update: PointUpdate, /) -> None: ...
+
+    async def connected(self) -> None: ...
 
 
 class SourceLost(Exception):

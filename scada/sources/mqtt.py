@@ -121,6 +121,7 @@ class MqttSource(SourceConfig):
             async with client:
                 log.info("mqtt.connected", source=self.name, broker=where, format=self.format)
                 await _subscribe(client, reader.subscriptions(), self.qos)
+                await emit.connected()  # retained values or births may never come: up anyway
                 await reader.started(client)
                 async for message in client.messages:
                     await reader.handle(client, str(message.topic), _bytes(message.payload), emit)

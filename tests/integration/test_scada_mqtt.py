@@ -121,14 +121,29 @@ def json_points() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+class QueueEmit:
+    """The source's `emit`: values into a queue; `connected` counts sessions."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[PointUpdate] = asyncio.Queue()
+        self.sessions = 0
+
+    async def __call__(self, update: PointUpdate) -> None:
+        await self.queue.put(update)
+
+    async def connected(self) -> None:
+        self.sessions += 1
+
+
 class Running:
     """A source's `run` as a task; what it emits goes to a queue, what ends it is kept."""
 
     def __init__(self, source: MqttSource) -> None:
         self.source = source
-        self.updates: asyncio.Queue[PointUpdate] = asyncio.Queue()
+        self.emit = QueueEmit()
+        self.updates = self.emit.queue
         self.mapper = Mapper("north", source.name, source.points)
-        self.task = asyncio.create_task(source.run(self.updates.put))
+        self.task = asyncio.create_task(source.run(self.emit))
 
     async def next(self, timeout: float = 5.0) -> PointUpdate:
         return await asyncio.wait_for(self.updates.get(), timeout)
@@ -191,6 +206,7 @@ def test_json_retained_messages_are_the_present_state(mosquitto: Mosquitto) -> N
         await publish(mosquitto.port, TEMP_TOPIC, "71.5")
         run = Running(source(mosquitto.port, "json", json_points()))
         got = {u.point: u for u in [await run.next(), await run.next()]}
+        assert run.emit.sessions == 1  # the session said it was up
         assert got[BREAKER_TOPIC] == PointUpdate(BREAKER_TOPIC, "closed", "good", T0)
         assert got[TEMP_TOPIC].value == 71.5 and got[TEMP_TOPIC].source_time is None
         events = [run.signal(u) for u in got.values()]

@@ -130,8 +130,8 @@ def test_a_failed_publish_is_not_taken_as_sent() -> None:
         )
         update = PointUpdate("1001", 1, source_time=T0)
         with pytest.raises(OSError):
-            await runner.emit(update)
-        await runner.emit(update)
+            await runner(update)
+        await runner(update)
         return sent
 
     assert asyncio.run(scenario()) == ["breaker_open"]
@@ -143,3 +143,19 @@ def test_state_file_ignores_a_torn_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     mapper = StateFile(path).load(Mapper("north", "rtu-7", (POINT,)))
     assert mapper.states == {}
+
+
+class QuietSource(SourceConfig):
+    """Connects and says so, but its points never send a value (no retained state)."""
+
+    type: Literal["quiet"] = "quiet"
+
+    async def run(self, emit: Emit) -> None:
+        await emit.connected()
+        await asyncio.sleep(3600)
+
+
+def test_a_connected_source_without_values_is_not_lost() -> None:
+    """A source that reports its session up raises no lost alert, though no value came."""
+    quiet = QuietSource(name="plant", points=(POINT,), lost_after=0.1)
+    assert asyncio.run(run_for(0.5, quiet)) == []
