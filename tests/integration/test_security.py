@@ -70,6 +70,7 @@ MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/static/{name}"): PUBLIC,
     ("GET", "/health"): PUBLIC,
     ("GET", "/ready"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
 }
 PATH_VALUES = {
     "event_id": "call-none",
