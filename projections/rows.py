@@ -161,7 +161,10 @@ class Projector:
                     }
                 ]
             }
-        assert isinstance(event, PlannedWorkScheduled | PlannedWorkCancelled)
+        if not isinstance(event, PlannedWorkScheduled | PlannedWorkCancelled):
+            # Operator actions reach analytics as what they did, on the incident stream
+            # (acknowledgement, cause, ETR, restoration): an inbound file of them adds no rows.
+            return {}
         return {
             "planned_works": [
                 {
