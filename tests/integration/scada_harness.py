@@ -17,10 +17,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scada.points import Mapper
+from scada.sources.base import PointUpdate
 from streams.broker import EmbeddedBroker
 from streams.follow import TopicFollower
 from tests.integration.conftest import ROOT, Worker, wait_for
@@ -123,6 +127,31 @@ def scada_signals(broker: EmbeddedBroker, device: str | None = None) -> list[dic
 def source_alerts(broker: EmbeddedBroker, kind: str = "scada_source_lost") -> list[dict[str, Any]]:
     """Alerts of this kind on the `alerts` topic (scada_source_lost / scada_source_restored)."""
     return [a for a in read_topic(broker, "alerts") if a.get("kind") == kind]
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]], timeout: float = 60) -> None:
+    """One source-level scenario in its own event loop, bounded in time."""
+    asyncio.run(asyncio.wait_for(scenario(), timeout))
+
+
+def signals(mapper: Mapper, updates: list[PointUpdate]) -> list[tuple[str, str, str]]:
+    """(device, signal, quality) of every event the Mapper makes of these updates."""
+    out: list[tuple[str, str, str]] = []
+    for update in updates:
+        event = mapper.update(update, datetime.now(UTC))
+        if event is not None:
+            out.append((event.device_id, event.signal, event.quality))
+    return out
+
+
+class Ignore:
+    """An `emit` for tests that expect `run` to fail before any value or session."""
+
+    async def __call__(self, update: PointUpdate) -> None:
+        raise AssertionError(f"no value expected, got {update}")
+
+    async def connected(self) -> None:
+        raise AssertionError("no session expected")
 
 
 def confirmed_incident(worker: Worker, device: str) -> dict[str, Any] | None:

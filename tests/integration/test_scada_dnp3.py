@@ -28,8 +28,11 @@ from scada.sources.dnp3 import Dnp3Source
 from streams.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import ROOT, Worker, wait_for
 from tests.integration.scada_harness import (
+    Ignore,
     confirmed_incident,
+    run,
     scada_signals,
+    signals,
     source_alerts,
     start_connector,
 )
@@ -90,10 +93,14 @@ class Running:
 
     def __init__(self, source: Dnp3Source) -> None:
         self.updates: list[PointUpdate] = []
-        self.task = asyncio.create_task(source.run(self._emit))
+        self.sessions = 0
+        self.task = asyncio.create_task(source.run(self))
 
-    async def _emit(self, update: PointUpdate) -> None:
+    async def __call__(self, update: PointUpdate) -> None:
         self.updates.append(update)
+
+    async def connected(self) -> None:
+        self.sessions += 1
 
     def last(self, point: str) -> PointUpdate | None:
         found = [u for u in self.updates if u.point == point]
@@ -127,20 +134,6 @@ def source(port: int, **extra: Any) -> Dnp3Source:
         "connect_timeout": 2.0,
     }
     return Dnp3Source.model_validate({**settings, **extra})
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 60))
-
-
-def signals(mapper: Mapper, updates: list[PointUpdate]) -> list[tuple[str, str, str]]:
-    """(device, signal, quality) of every event the Mapper makes of these updates."""
-    out: list[tuple[str, str, str]] = []
-    for update in updates:
-        event = mapper.update(update, datetime.now(UTC))
-        if event is not None:
-            out.append((event.device_id, event.signal, event.quality))
-    return out
 
 
 async def running_with(port: int, points: int = len(POINTS)) -> Running:
@@ -232,7 +225,7 @@ def test_no_outstation_listening_raises_source_lost() -> None:
 
     async def scenario() -> None:
         with pytest.raises(SourceLost, match="cannot connect"):
-            await asyncio.wait_for(source(free_port()).run(_ignore), 5)
+            await asyncio.wait_for(source(free_port()).run(Ignore()), 5)
 
     run(scenario)
 
@@ -276,10 +269,6 @@ def test_config_refuses_a_bad_address_with_its_line(tmp_path: Path) -> None:
         load(config)
     config.write_text(head + "    points:\n      - {point: 'double:3', device: FDR-3}\n")
     assert load(config).sources[0].points[0].point == "double:3"
-
-
-async def _ignore(update: PointUpdate) -> None:
-    return None
 
 
 def test_deploy_example_loads_against_the_sample_networks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,8 +29,11 @@ from scada.sources.opcua import OpcUaSource, UnknownNodeError
 from streams.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import ROOT, Worker, wait_for
 from tests.integration.scada_harness import (
+    Ignore,
     confirmed_incident,
+    run,
     scada_signals,
+    signals,
     source_alerts,
     start_connector,
 )
@@ -216,20 +219,6 @@ class Running:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, SourceLost):
             await self.task
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 60))
-
-
-def signals(mapper: Mapper, updates: list[PointUpdate]) -> list[tuple[str, str, str]]:
-    """(device, signal, quality) of every event the Mapper makes of these updates."""
-    out: list[tuple[str, str, str]] = []
-    for update in updates:
-        event = mapper.update(update, datetime.now(UTC))
-        if event is not None:
-            out.append((event.device_id, event.signal, event.quality))
-    return out
 
 
 def test_present_state_then_breaker_trip_with_source_timestamp(server: OpcServer) -> None:
@@ -496,13 +485,3 @@ sources:
             restarted.close()
     finally:
         connector.stop()
-
-
-class Ignore:
-    """An `emit` for tests that expect `run` to fail before any value."""
-
-    async def __call__(self, update: PointUpdate) -> None:
-        raise AssertionError(f"no value expected, got {update}")
-
-    async def connected(self) -> None:
-        raise AssertionError("no session expected")
