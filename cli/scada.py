@@ -72,7 +72,6 @@ def run_connector(site: SiteConfig, settings: Any) -> int:
     from streams import logs
     from streams.transport import kafka_client_options
 
-    logs.configure(settings.log_level, settings.log_format)
     if not settings.broker:
         print(
             "outage: set OUTAGE_BROKER to the service's broker (host:port); "
@@ -80,6 +79,7 @@ def run_connector(site: SiteConfig, settings: Any) -> int:
             file=sys.stderr,
         )
         return 2
+    logs.configure(settings.log_level, settings.log_format)
     bootstrap = ",".join(url.split("://", 1)[-1] for url in settings.broker_urls)
     options = kafka_client_options(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it
