@@ -20,16 +20,18 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-run: $(STAMP)
+S3RVER := deploy/s3rver/node_modules/.bin/s3rver
+
+run: $(STAMP) $(S3RVER)
 	$(VENV)/bin/outage run
 
-test: lint system-deps
+test: lint system-deps $(S3RVER)
 	$(PY) -m pytest
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: $(STAMP) system-deps
+integration: $(STAMP) system-deps $(S3RVER)
 	$(PY) -m pytest tests/integration
 
 lint: $(STAMP)
@@ -62,5 +64,14 @@ bench: $(STAMP) system-deps
 	$(PY) -m bench.naive --json var/bench/naive.json
 	$(PY) -m bench.projections --json var/bench/projections.json
 
+# The local S3 server under the embedded broker's durable storage (npm package s3rver, pinned
+# by deploy/s3rver/package-lock.json); Debian's nodejs and npm when the machine has none.
+$(S3RVER): deploy/s3rver/package.json deploy/s3rver/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
+	npm ci --prefix deploy/s3rver --no-audit --no-fund --loglevel=error
+	@touch $@
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis deploy/s3rver/node_modules

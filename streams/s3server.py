@@ -1,0 +1,138 @@
+"""A local S3 server (the npm package s3rver) under the embedded broker's durable storage.
+
+Tansu keeps topics in memory unless given `s3://`; with a local S3 server writing to a
+directory, everything the broker accepted survives a stop and start of the whole service:
+
+    with LocalS3(Path("var/broker")) as s3:
+        broker = EmbeddedBroker(storage=s3.storage, extra_env=s3.tansu_env())
+
+s3rver is installed into `deploy/s3rver/node_modules` by `make` (`npm ci`). Like the broker,
+it is a child of this process: its own process group, SIGTERM when the parent dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from streams.broker import LOCALHOST, _child_setup, _libc_prctl, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+S3RVER = ROOT / "deploy" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+BUCKET = "tansu"
+# s3rver accepts any request signed with these (its documented fixed credentials).
+ACCESS_KEY = "S3RVER"
+SECRET_KEY = "S3RVER"
+
+
+class S3StartError(RuntimeError):
+    """s3rver is missing, exited early or did not answer in time."""
+
+
+class LocalS3:
+    """s3rver on 127.0.0.1 with its data in `directory` and the broker's bucket configured."""
+
+    def __init__(
+        self, directory: Path, port: int | None = None, startup_timeout: float = 20.0
+    ) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+    @property
+    def storage(self) -> str:
+        """Tansu's `--storage-engine` URL for this server."""
+        return f"s3://{BUCKET}/"
+
+    def tansu_env(self) -> dict[str, str]:
+        """The environment Tansu reads its S3 endpoint and credentials from."""
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def command(self) -> list[str]:
+        binary = os.environ.get("OUTAGE_S3RVER") or str(S3RVER)
+        if not Path(binary).exists() and not shutil.which(binary):
+            raise S3StartError(
+                f"s3rver not found at {binary}: run `make` (it runs `npm ci --prefix "
+                "deploy/s3rver`), or set OUTAGE_S3RVER to its path"
+            )
+        return [
+            binary,
+            "--directory",
+            str(self.directory),
+            "--address",
+            LOCALHOST,
+            "--port",
+            str(self.port),
+            "--silent",
+            "--configure-bucket",
+            BUCKET,
+        ]
+
+    def start(self) -> Self:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._log = (self.directory.parent / f"{self.directory.name}-s3rver.log").open("ab")
+        self._proc = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            preexec_fn=_child_setup(os.getpid(), _libc_prctl()),
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._answers():
+            if self._proc.poll() is not None:
+                raise S3StartError(f"s3rver exited with code {self._proc.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise S3StartError(f"s3rver did not answer on {self.endpoint}")
+            time.sleep(0.1)
+        return self
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection((LOCALHOST, self.port), 0.5):
+            return True
+        return False
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
