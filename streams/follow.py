@@ -45,21 +45,10 @@ class TopicFollower:
         )
         await self.consumer.start()
         known: set[int] = set()
-        waited = 0
         while not known:
             known = self.consumer.partitions_for_topic(self.topic) or set()
             if not known:
                 await asyncio.sleep(0.2)
-                waited += 1
-                if waited % 15 == 0:
-                    # Tansu on s3:// can lose one of two topics created at the same moment
-                    # (measured: the follower then waited forever); creating it again is
-                    # harmless when it exists.
-                    await acreate_topics(
-                        self.bootstrap,
-                        {self.topic: self.partitions},
-                        kafka_options=self.kafka_options,
-                    )
         assigned = [TopicPartition(self.topic, p) for p in sorted(known)]
         self.consumer.assign(assigned)
         await self.consumer.seek_to_beginning(*assigned)

@@ -6,8 +6,10 @@ directory, everything the broker accepted survives a stop and start of the whole
     with LocalS3(Path("var/broker")) as s3:
         broker = EmbeddedBroker(storage=s3.storage, extra_env=s3.tansu_env())
 
-s3rver is installed into `deploy/s3rver/node_modules` by `make` (`npm ci`). Like the broker,
-it is a child of this process: its own process group, SIGTERM when the parent dies.
+s3rver is installed into `deploy/s3rver/node_modules` by `make` (`npm ci`). It ignores S3's
+conditional writes, which Tansu relies on, so `streams.s3gate` stands in front of it and makes
+them atomic (without it, concurrent produces lost acknowledged records). Both are children of
+this process: their own process group, SIGTERM when the parent dies.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +39,12 @@ class S3StartError(RuntimeError):
     """s3rver is missing, exited early or did not answer in time."""
 
 
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((LOCALHOST, port), 0.5):
+        return True
+    return False
+
+
 class LocalS3:
     """s3rver on 127.0.0.1 with its data in `directory` and the broker's bucket configured."""
 
@@ -43,9 +52,10 @@ class LocalS3:
         self, directory: Path, port: int | None = None, startup_timeout: float = 20.0
     ) -> None:
         self.directory = directory
-        self.port = port or free_port()
+        self.port = port or free_port()  # the gate's: what Tansu talks to
+        self.s3rver_port = free_port()
         self.startup_timeout = startup_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
         self._log: IO[bytes] | None = None
 
     @property
@@ -81,47 +91,70 @@ class LocalS3:
             "--address",
             LOCALHOST,
             "--port",
-            str(self.port),
+            str(self.s3rver_port),
             "--silent",
+            # Requests come through the gate, signed for its address, not s3rver's.
+            "--allow-mismatched-signatures",
             "--configure-bucket",
             BUCKET,
+        ]
+
+    def gate_command(self) -> list[str]:
+        upstream = f"http://{LOCALHOST}:{self.s3rver_port}"
+        return [
+            sys.executable,
+            "-m",
+            "streams.s3gate",
+            "--port",
+            str(self.port),
+            "--upstream",
+            upstream,
         ]
 
     def start(self) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._log = (self.directory.parent / f"{self.directory.name}-s3rver.log").open("ab")
-        self._proc = subprocess.Popen(
-            self.command(),
+        try:
+            for command, port in (
+                (self.command(), self.s3rver_port),
+                (self.gate_command(), self.port),
+            ):
+                self._spawn(command, port)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, command: list[str], port: int) -> None:
+        proc = subprocess.Popen(
+            command,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             close_fds=True,
+            cwd=ROOT,
             preexec_fn=_child_setup(os.getpid(), _libc_prctl()),
         )
+        self._procs.append(proc)
         deadline = time.monotonic() + self.startup_timeout
-        while not self._answers():
-            if self._proc.poll() is not None:
-                raise S3StartError(f"s3rver exited with code {self._proc.returncode}")
+        while not _answers(port):
+            if proc.poll() is not None:
+                raise S3StartError(f"{command[0]} exited with code {proc.returncode}")
             if time.monotonic() > deadline:
-                self.stop()
-                raise S3StartError(f"s3rver did not answer on {self.endpoint}")
+                raise S3StartError(f"{command[0]} did not answer on port {port}")
             time.sleep(0.1)
-        return self
-
-    def _answers(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection((LOCALHOST, self.port), 0.5):
-            return True
-        return False
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """The gate first, then s3rver (the order they were started in, reversed)."""
+        while self._procs:
+            proc = self._procs.pop()
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         if self._log is not None:
             self._log.close()
             self._log = None

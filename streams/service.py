@@ -16,6 +16,7 @@ from correlators.rules import CorrelationRules
 from streams import logs
 from streams.app import Service, create_app
 from streams.broker import EmbeddedBroker
+from streams.s3server import LocalS3
 from streams.settings import Settings
 from topology.load import load_topologies
 
@@ -93,11 +94,29 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
             "outage: OUTAGE_KAFKA_SECURITY_PROTOCOL is set but OUTAGE_BROKER is not; "
             "the embedded broker has no TLS or SASL"
         )
+    s3: LocalS3 | None = None
     if settings.broker is None:
-        broker = EmbeddedBroker(port=settings.broker_port or None, storage=settings.broker_storage)
-        broker.start()
+        storage, tansu_env = settings.broker_storage, {}
+        if storage == "durable":
+            # Records the broker accepted are kept in DATA_DIR/broker across restarts.
+            s3 = LocalS3(settings.data_dir / "broker").start()
+            storage, tansu_env = s3.storage, s3.tansu_env()
+        broker = EmbeddedBroker(
+            port=settings.broker_port or None, storage=storage, extra_env=tansu_env
+        )
+        try:
+            broker.start()
+        except BaseException:
+            if s3 is not None:
+                s3.stop()
+            raise
         settings = settings.model_copy(update={"broker": broker.bootstrap})
-    log.info("service.starting", broker=settings.broker, nodes=len(topology))
+    log.info(
+        "service.starting",
+        broker=settings.broker,
+        storage=settings.broker_storage,
+        nodes=len(topology),
+    )
     try:
         service = create_app(settings, correlator)
         worker: Any = _Worker(service.app, loglevel="WARNING", quiet=True, override_logging=False)
@@ -107,5 +126,7 @@ def run_service(port: int | None = None, settings: Settings | None = None) -> in
         worker.execute_from_commandline()
     finally:
         if broker is not None:
-            broker.stop()
+            broker.stop()  # first the broker, then the storage it writes to
+        if s3 is not None:
+            s3.stop()
     return 0

@@ -22,7 +22,9 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers (host:port,...). Unset: start the embedded Tansu.",
     )
     broker_storage: str = Field(
-        default="memory://tansu/", description="Storage URL of the embedded broker."
+        default="memory://tansu/",
+        description="Storage of the embedded broker: 'memory://tansu/' (lost at stop), "
+        "'durable' (a local S3 server keeps it in DATA_DIR/broker; see the README) or s3://.",
     )
     broker_port: int = Field(default=0, description="Port of the embedded broker (0: any free).")
     web_host: str = "127.0.0.1"
