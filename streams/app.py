@@ -6,12 +6,29 @@
 Agents are thin: decode, route, correlate, publish. Bad input never stops a worker: it goes
 to dead-letter with the reason. Correlation state lives in a table (its changelog survives a
 worker restart); duplicates after a redelivery are dropped by the correlator itself.
+
+Crash safety (a worker may be killed between any two instructions): the derived events of an
+input are acknowledged by the broker before the state that records the input is written, and
+the state is one table, one changelog partition per domain, written dedupe id first and
+snapshot second, the snapshot numbering the inputs it holds. Whatever prefix of these writes
+survives, the redelivered input is either dropped as folded already (its outputs are on the
+stream) or decided again from the state before it (same ids: readers drop the copies).
+
+Several workers: each owns the domains of its partitions of `correlate`. The cache of parsed
+states is dropped at every rebalance and reloaded, for the owned partitions only, once faust
+has recovered the table; ticks go only to owned domains.
+
+Time: a tick carries the domain's latest event time moved on by the wall time elapsed since
+that event reached the stream (kept in the snapshot), never the wall clock itself. Live it is
+the wall clock less the ingest delay; for a storm of past events sent at once it moves time on
+by seconds, not months, so the incidents are those of an offline replay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +37,7 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka.partitioner import murmur2
 
 from access.store import AccessStore
 from alerting.config import AlertingConfig, OneOffSilence
@@ -61,6 +79,21 @@ INBOUND_TOPICS = {
 
 RESYNC: dict[str, Any] = {"resync": True}  # tells a live page to take a new snapshot
 PERSONAL_TOPICS = frozenset({"calls", "correlate", "dead-letter"})
+SEEN = b"\x00"  # table keys "domain\x00event id" are dedupe ids; plain "domain" is the snapshot
+
+
+@dataclass
+class DomainClock:
+    """What the worker keeps per domain beside the correlation state (saved in the snapshot).
+
+    `seq` numbers the inputs folded into the snapshot, so a dedupe id written without its
+    snapshot (a crash in between) is not taken for folded. `lag` is wall time minus event
+    time of the input that last moved the domain's watermark, as it reached the stream: a
+    tick at wall time `now` carries event time `now - lag`.
+    """
+
+    seq: int = 0
+    lag: float | None = None
 
 
 @dataclass
@@ -71,12 +104,15 @@ class Service:
     settings: Settings
     correlator: Correlator
     book: IncidentBook = field(default_factory=IncidentBook)
-    states: dict[str, DomainState] = field(default_factory=dict)  # parsed cache of the table
+    states: dict[str, DomainState] = field(default_factory=dict)  # parsed cache, owned domains
+    clocks: dict[str, DomainClock] = field(default_factory=dict)  # beside each cached state
     counters: dict[str, int] = field(default_factory=dict)
     topics: dict[str, Any] = field(default_factory=dict)
-    table: Any = None  # domain -> DomainState snapshot (JSON, without the dedupe ids)
-    seen_table: Any = None  # "domain\x00event id" -> event time: the dedupe ids, one entry each
-    recovered: bool = False
+    # domain -> snapshot (seq, lag, state without the dedupe ids); "domain\x00event id" ->
+    # "seq event-time": the dedupe ids, one entry each. One table: one changelog partition per
+    # domain, so its writes reach the broker in the order they were made.
+    table: Any = None
+    recovered: bool = False  # the cache holds every owned domain (reloaded after a rebalance)
     sink: Sink | None = None  # the ClickHouse projections (None when switched off)
     projection_consumer: Any = None
     alerting: AlertingConfig | None = None
@@ -162,6 +198,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         web_metrics_enabled=False,
         web_application_options={"middlewares": [json_errors], "client_max_size": MAX_BODY_BYTES},
     )
+    keep_queues_on_resume(app)
     service = Service(
         app=app,
         settings=settings,
@@ -199,13 +236,22 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         partitions=settings.partitions,
     )
     service.table = table
-    service.seen_table = app.Table(
-        "seen-events",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-    )
+
+    # A rebalance may hand a domain to another worker and back: the cache would then be stale.
+    # Forget it when partitions move; reload it once faust has recovered the table, before
+    # the streams resume.
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        forget_states(service)
+
+    @app.on_partitions_assigned.connect
+    async def forget_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        forget_states(service)
+
+    @app.on_rebalance_complete.connect
+    async def reload_states(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await rewind_uncommitted(app)
+        recover_states(service)
 
     def ingest_agent(source: str, inbound: Any) -> None:
         @app.agent(inbound, name=f"ingest-{source}")
@@ -224,7 +270,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     @app.agent(correlate_topic, name="correlate")
     async def correlate(stream: Any) -> None:
         async for event in stream.events():
-            await correlate_one(service, event.value)
+            await correlate_one(service, event.value, event.message.timestamp)
 
     @app.task
     async def incident_book() -> None:
@@ -232,10 +278,13 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
 
     @app.timer(interval=settings.tick_seconds)
     async def tick() -> None:
-        now = datetime.now(UTC)
+        if not service.recovered:
+            return  # partitions are moving: the next owner ticks its domains
+        now = time.time()
         for domain, state in list(service.states.items()):
-            if not state.is_idle:
-                message = Tick(domain=domain, occurred_at=now).model_dump_json().encode()
+            at = tick_time(state, service.clocks.get(domain), now)
+            if at is not None:
+                message = Tick(domain=domain, occurred_at=at).model_dump_json().encode()
                 await correlate_topic.send(key=domain.encode(), value=message)
 
     if settings.projections:
@@ -415,8 +464,69 @@ def _decode_work(payload: bytes) -> Routed | Tick:
         raise ValueError(f"{type(error).__name__}: {error}") from None
 
 
-async def correlate_one(service: Service, payload: bytes | None) -> None:
-    """Fold one routed event or tick into its domain and publish what it decided."""
+def keep_queues_on_resume(app: faust.App) -> None:
+    """Resuming a flow that is not suspended must not empty the agents' queues.
+
+    mode's `FlowControlEvent.resume` clears every queue it manages, whatever the state. faust
+    suspends the flow when partitions are revoked (and clears the queues then, as it should),
+    but resumes it up to three times per rebalance: after the active tables are recovered,
+    for the standby partitions, and when the streams resume. The later calls find the flow
+    running and records of the new assignment in the queues: they are dropped, the consumer
+    counts them as read and faust commits past the hole. Measured here: a worker joining
+    mid-storm lost runs of 13 and 47 calls. A resume now empties queues only when the flow
+    was suspended.
+    """
+    flow = app.flow_control
+    resume = flow.resume
+
+    def resume_once() -> None:
+        if not flow.is_active():
+            resume()
+
+    flow.resume = resume_once  # type: ignore[method-assign]  # one app's instance, on purpose
+
+
+async def rewind_uncommitted(app: faust.App) -> None:
+    """Start every partition of the agents' topics that has no committed offset at its beginning.
+
+    faust drops records it fetched for a partition that a rebalance paused or moved in the
+    meantime, and the consumer's position stays past them; after the rebalance it seeks back
+    to the committed offsets, but leaves alone a partition never committed (a worker that
+    owned it had not finished a record yet): its first records were never read. Measured
+    here: a worker killed mid-storm, another taking over and a third joining lost the first
+    33 calls of a partition. Called once the tables are recovered, before the streams resume.
+    """
+    consumer: Any = app.consumer  # faust's ConsumerT type lists neither seek call
+    sources = {t for agent in app.agents.values() for t in getattr(agent.channel, "topics", ())}
+    committed = await consumer.seek_to_committed()
+    fresh = [tp for tp, offset in committed.items() if tp.topic in sources and not offset]
+    if fresh:
+        await consumer.seek_wait(await consumer.earliest_offsets(*fresh))
+        log.info("partitions.rewound", partitions=sorted(f"{t.topic}-{t.partition}" for t in fresh))
+
+
+def tick_time(state: DomainState, clock: DomainClock | None, now: float) -> datetime | None:
+    """The event time a tick at wall time `now` carries, or None when it would change nothing.
+
+    The domain's latest event time moved on by the wall time elapsed since that event reached
+    the stream: the wall clock (less the ingest delay) while events come as they happen, and
+    no further than the real time that passed when a backlog or a past storm is sent at once.
+    """
+    if state.is_idle or clock is None or clock.lag is None:
+        return None
+    at = datetime.fromtimestamp(now - clock.lag, UTC)
+    if state.watermark is not None and at <= state.watermark:
+        return None  # time is already there
+    return at
+
+
+async def correlate_one(
+    service: Service, payload: bytes | None, received_at: float | None = None
+) -> None:
+    """Fold one routed event or tick into its domain and publish what it decided.
+
+    `received_at`: when the record reached the stream (its Kafka timestamp, wall seconds).
+    """
     try:
         item = _decode_work(payload or b"")
     except ValueError as error:
@@ -428,60 +538,137 @@ async def correlate_one(service: Service, payload: bytes | None) -> None:
             recover_states(service)
         state = service.states.get(domain) or service.correlator.initial_state(domain)
         service.states[domain] = state
+        clock = service.clocks.setdefault(domain, DomainClock())
         new_id = (
             item.event_id if isinstance(item, Routed) and item.event_id not in state.seen else None
+        )
+        moves_time = new_id is not None and (
+            state.watermark is None or item.occurred_at >= state.watermark
         )
         seen_before = state.seen
         derived = service.correlator.handle(state, item)
     except Exception as error:
         # Keep the worker going; the cached state may be half-updated: reload from the tables.
-        service.recovered = False
-        service.states.clear()
+        forget_states(service)
         log.exception("correlate.failed", domain=domain)
         await service.dead_letter("correlate", payload, f"internal error: {type(error).__name__}")
         return
-    # Publish before saving the state: after a crash in between, the event is redelivered,
-    # decided again with the same ids, and consumers drop the copies.
+    # Published and acknowledged before the state is saved: after a crash in between, the
+    # input is redelivered, decided again with the same ids, and readers drop the copies.
     await publish_derived(service, derived)
-    save_state(service, state, new_id, seen_before)
+    if new_id is not None:
+        clock.seq += 1
+        if moves_time:
+            wall = received_at if received_at else time.time()
+            clock.lag = wall - item.occurred_at.timestamp()
+    save_state(service, state, clock, new_id, seen_before)
 
 
 def save_state(
-    service: Service, state: DomainState, new_id: str | None, seen_before: dict[str, Any]
+    service: Service,
+    state: DomainState,
+    clock: DomainClock,
+    new_id: str | None,
+    seen_before: dict[str, Any],
 ) -> None:
-    """Write what changed: the snapshot of active state, the new dedupe id, pruned ids."""
-    prefix = state.domain.encode() + b"\x00"
+    """Write what changed: the new dedupe id, pruned ids, then the snapshot of active state.
+
+    Both go to the same changelog partition, in this order: a crash can lose a suffix of
+    them, never keep the snapshot without the id it folded.
+    """
+    prefix = state.domain.encode() + SEEN
     if new_id is not None:
-        service.seen_table[prefix + new_id.encode()] = state.seen[new_id].isoformat().encode()
+        seen_at = state.seen[new_id].isoformat()
+        service.table[prefix + new_id.encode()] = f"{clock.seq} {seen_at}".encode()
     if state.seen is not seen_before:  # the correlator pruned ids past the dedupe horizon
         for event_id in seen_before.keys() - state.seen.keys():
-            service.seen_table.pop(prefix + event_id.encode(), None)
-    service.table[state.domain.encode()] = state.model_dump_json(exclude={"seen"}).encode()
+            service.table.pop(prefix + event_id.encode(), None)
+    service.table[state.domain.encode()] = snapshot(state, clock)
+
+
+def snapshot(state: DomainState, clock: DomainClock) -> bytes:
+    """`{"seq": n, "lag": s, "state": {...}}`: the state without its dedupe ids."""
+    head = json.dumps({"seq": clock.seq, "lag": clock.lag})[:-1].encode()
+    return head + b', "state": ' + state.model_dump_json(exclude={"seen"}).encode() + b"}"
+
+
+def domain_partition(domain: str, partitions: int) -> int:
+    """The partition of `correlate` a domain's work goes to (Kafka's default partitioner)."""
+    return (murmur2(domain.encode()) & 0x7FFFFFFF) % partitions
+
+
+def owned_partitions(service: Service) -> set[int] | None:
+    """Partitions of `correlate` this worker owns now; None when the consumer cannot say."""
+    try:
+        assignment = service.app.consumer.assignment()
+    except Exception:  # not started yet: a test driving correlate_one without a consumer
+        return None
+    return {tp.partition for tp in assignment if tp.topic == "correlate"}
+
+
+def forget_states(service: Service) -> None:
+    """Drop the cache; it is reloaded from the table before the next event or tick."""
+    service.recovered = False
+    service.states.clear()
+    service.clocks.clear()
 
 
 def recover_states(service: Service) -> None:
-    """Rebuild every domain's state from the tables (after a start or a failed event)."""
+    """Rebuild the owned domains' states from the table (after a rebalance or a failed event).
+
+    The table also holds other workers' domains (standby replicas, partitions owned before a
+    rebalance): only the domains of owned partitions are loaded. A dedupe id numbered past
+    its snapshot belongs to an input the snapshot does not hold: it is left out, so the
+    redelivered input is folded again.
+    """
+    owned = owned_partitions(service)
+    partitions = service.settings.partitions
     states: dict[str, DomainState] = {}
-    for key, value in service.table.items():
-        state = DomainState.model_validate_json(value)
-        states[key.decode()] = state
-    for key, value in service.seen_table.items():
-        domain, _, event_id = key.decode().partition("\x00")
-        if domain in states:
-            states[domain].seen[event_id] = datetime.fromisoformat(value.decode())
-    service.states = states
+    clocks: dict[str, DomainClock] = {}
+    seen: list[tuple[str, str, bytes]] = []
+    for key, value in list(service.table.items()):
+        if value is None:
+            continue
+        head, sep, event_id = key.partition(SEEN)
+        domain = head.decode()
+        if owned is not None and domain_partition(domain, partitions) not in owned:
+            continue
+        if sep:
+            seen.append((domain, event_id.decode(), value))
+            continue
+        body = json.loads(value)
+        if "state" in body:
+            states[domain] = DomainState.model_validate(body["state"])
+            clocks[domain] = DomainClock(seq=body.get("seq") or 0, lag=body.get("lag"))
+        else:  # a snapshot from before the numbering: every id counts as folded
+            states[domain] = DomainState.model_validate(body)
+            clocks[domain] = DomainClock(seq=-1)
+    for domain, event_id, value in seen:
+        if domain not in states:
+            continue
+        seq, _, at = value.decode().partition(" ")
+        if clocks[domain].seq < 0 or int(seq) <= clocks[domain].seq:
+            states[domain].seen[event_id] = datetime.fromisoformat(at)
+    for clock in clocks.values():
+        clock.seq = max(clock.seq, 0)
+    service.states, service.clocks = states, clocks
     service.recovered = True
-    log.info("state.recovered", domains=len(states))
+    log.info("state.recovered", domains=len(states), partitions=sorted(owned or ()))
 
 
 async def publish_derived(service: Service, derived: list[DerivedBase]) -> None:
+    """Send the derived events and wait until the broker has every one of them."""
+    pending: list[Any] = []
     for event in derived:
         body = encode(event)
-        await service.topics["incidents"].send(key=event.domain.encode(), value=body)
+        # force: never held back until the offset commit (stream_publish_on_commit).
+        topic = service.topics["incidents"]
+        pending.append(await topic.send(key=event.domain.encode(), value=body, force=True))
         service.count("derived")
         if isinstance(event, AlertRaised):
             service.count("alerts")
-            await service.topics["alerts"].send(key=event.incident_id.encode(), value=body)
+            topic = service.topics["alerts"]
+            pending.append(await topic.send(key=event.incident_id.encode(), value=body, force=True))
             log.info(
                 "alert.raised",
                 incident_id=event.incident_id,
@@ -492,3 +679,5 @@ async def publish_derived(service: Service, derived: list[DerivedBase]) -> None:
             )
         elif event.type in ("incident_opened", "incident_restored", "incidents_merged"):
             log.info(event.type, incident_id=getattr(event, "incident_id", None))
+    if pending:
+        await asyncio.gather(*pending)

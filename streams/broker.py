@@ -71,6 +71,9 @@ def free_port(host: str = LOCALHOST) -> int:
 
 def _port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the broker's own listener does: connections of a broker just stopped linger in
+        # TIME_WAIT, and a restart on the same port (clients know no other) must not wait.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
