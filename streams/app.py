@@ -37,6 +37,7 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka.errors import IllegalStateError
 from aiokafka.partitioner import murmur2
 
 from access.store import AccessStore
@@ -497,11 +498,19 @@ async def rewind_uncommitted(app: faust.App) -> None:
     33 calls of a partition. Called once the tables are recovered, before the streams resume.
     """
     consumer: Any = app.consumer  # faust's ConsumerT type lists neither seek call
+    if not consumer.assignment():
+        return  # more workers than partitions: this one has none (aiokafka would assert)
     sources = {t for agent in app.agents.values() for t in getattr(agent.channel, "topics", ())}
-    committed = await consumer.seek_to_committed()
-    fresh = [tp for tp, offset in committed.items() if tp.topic in sources and not offset]
+    try:
+        committed = await consumer.seek_to_committed()
+        fresh = [tp for tp, offset in committed.items() if tp.topic in sources and not offset]
+        if fresh:
+            await consumer.seek_wait(await consumer.earliest_offsets(*fresh))
+    except (AssertionError, IllegalStateError) as error:
+        # The assignment moved again meanwhile: the next rebalance ends here once more.
+        log.warning("partitions.rewind_skipped", error=repr(error))
+        return
     if fresh:
-        await consumer.seek_wait(await consumer.earliest_offsets(*fresh))
         log.info("partitions.rewound", partitions=sorted(f"{t.topic}-{t.partition}" for t in fresh))
 
 
