@@ -63,6 +63,7 @@ bench: $(STAMP) system-deps
 	$(PY) -m bench.lookup --json var/bench/lookup.json
 	$(PY) -m bench.naive --json var/bench/naive.json
 	$(PY) -m bench.projections --json var/bench/projections.json
+	$(PY) -m bench.workers --json var/bench/workers.json
 
 # The local S3 server under the embedded broker's durable storage (npm package s3rver, pinned
 # by deploy/s3rver/package-lock.json); Debian's nodejs and npm when the machine has none.
