@@ -1,4 +1,4 @@
-"""Several workers, and a worker killed mid-storm: the same incidents
+"""Several workers, a worker killed mid-storm, a broker restarted mid-storm: the same incidents
 as the offline replay of the same storm.
 
 A seeded storm from the simulator on a generated network of four substations (four correlation
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,10 @@ from events.derived import AlertRaised
 from events.inbound import ScadaSignal
 from projections.incidents import IncidentBook
 from simulation.storm import Storm
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.follow import TopicFollower
-from tests.integration.conftest import Worker, start_worker
+from streams.s3server import S3RVER, LocalS3
+from tests.integration.conftest import Worker, start_worker, wait_for
 from topology.importers.write import write_topology_csv
 from topology.load import topology_from_rows
 from topology.model import Node, Topology
@@ -131,6 +133,10 @@ def start(broker: EmbeddedBroker, workdir: Path, scenario: Scenario) -> Worker:
         OUTAGE_INGEST_RATE="100000",
         OUTAGE_INGEST_BURST="100000",
     )
+
+
+def ready(worker: Worker) -> bool:
+    return worker.get("/ready")[0] == 200
 
 
 def kill(worker: Worker) -> None:
@@ -293,6 +299,39 @@ def test_a_worker_killed_mid_storm_and_started_again_loses_nothing(
         second = start(broker, tmp_path / "b", scenario)
         post_paced([first, second], storm[two_thirds:], pacer)
         finish(broker, second, scenario)
+        assert_same_as_replay(broker, scenario)
+    finally:
+        second.stop()
+        first.stop()
+
+
+@pytest.fixture
+def durable_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """Tansu on s3:// over a local s3rver: what it accepted survives its restart."""
+    with LocalS3(tmp_path / "s3") as s3:
+        broker = EmbeddedBroker(port=free_port(), storage=s3.storage, extra_env=s3.tansu_env())
+        with broker:
+            yield broker
+
+
+@pytest.mark.skipif(not S3RVER.exists(), reason="s3rver not installed: `make` runs npm ci")
+def test_a_durable_broker_restarted_mid_storm_loses_nothing(
+    durable_broker: EmbeddedBroker, scenario: Scenario, tmp_path: Path
+) -> None:
+    """Stop and start the broker (s3:// storage) mid-storm: the replay's result all the same."""
+    broker = durable_broker
+    first = start(broker, tmp_path / "a", scenario)
+    second = start(broker, tmp_path / "b", scenario)
+    storm, pacer = scenario.storm, Pacer(scenario.storm)
+    half = len(storm) // 2
+    try:
+        post_paced([first, second], storm[:half], pacer)
+        broker.stop()  # with work in flight, as in phase one
+        broker.start()  # same port, same bucket
+        for worker in (first, second):
+            wait_for(partial(ready, worker), timeout=60)
+        post_paced([first, second], storm[half:], pacer)
+        finish(broker, first, scenario)
         assert_same_as_replay(broker, scenario)
     finally:
         second.stop()
