@@ -140,6 +140,18 @@ def _child_setup(parent_pid: int, prctl: Callable[..., int] | None) -> Callable[
     return setup
 
 
+def stop_child(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM a child and wait; SIGKILL it when it has not gone within `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 class EmbeddedBroker:
     """A Tansu broker child process listening on ``127.0.0.1``.
 
@@ -336,13 +348,8 @@ class EmbeddedBroker:
 
     def _terminate(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=self.stop_timeout)
+        if proc is not None:
+            stop_child(proc, self.stop_timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from streams.broker import LOCALHOST, _child_setup, _libc_prctl, free_port
+from streams.broker import LOCALHOST, _child_setup, _libc_prctl, free_port, stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 S3RVER = ROOT / "deploy" / "s3rver" / "node_modules" / ".bin" / "s3rver"
@@ -147,14 +147,7 @@ class LocalS3:
     def stop(self) -> None:
         """The gate first, then s3rver (the order they were started in, reversed)."""
         while self._procs:
-            proc = self._procs.pop()
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_child(self._procs.pop(), timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None
