@@ -13,6 +13,7 @@ its network model (the samples: topology/samples/power.csv, heat.csv).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from scada.points import Mapper
-from scada.sources.base import PointUpdate
+from scada.sources.base import PointUpdate, SourceConfig, SourceLost
 from streams.broker import EmbeddedBroker
 from streams.follow import TopicFollower
 from tests.integration.conftest import ROOT, Worker, wait_for
@@ -142,6 +143,26 @@ def signals(mapper: Mapper, updates: list[PointUpdate]) -> list[tuple[str, str, 
         if event is not None:
             out.append((event.device_id, event.signal, event.quality))
     return out
+
+
+class RunningSource:
+    """A source's `run` as a task; it is the `emit`, keeping every update and session."""
+
+    def __init__(self, source: SourceConfig) -> None:
+        self.updates: list[PointUpdate] = []
+        self.sessions = 0
+        self.task = asyncio.create_task(source.run(self))
+
+    async def __call__(self, update: PointUpdate) -> None:
+        self.updates.append(update)
+
+    async def connected(self) -> None:
+        self.sessions += 1
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, SourceLost):
+            await self.task
 
 
 class Ignore:

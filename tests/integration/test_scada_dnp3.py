@@ -11,7 +11,6 @@ signals the connector would publish.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -29,6 +28,7 @@ from streams.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import ROOT, Worker, wait_for
 from tests.integration.scada_harness import (
     Ignore,
+    RunningSource,
     confirmed_incident,
     run,
     scada_signals,
@@ -88,28 +88,12 @@ class Outstation:
         self.db.update_analog_input(0, value, AnalogQuality.ONLINE)
 
 
-class Running:
-    """The source's `run` as a task, with everything it emitted."""
-
-    def __init__(self, source: Dnp3Source) -> None:
-        self.updates: list[PointUpdate] = []
-        self.sessions = 0
-        self.task = asyncio.create_task(source.run(self))
-
-    async def __call__(self, update: PointUpdate) -> None:
-        self.updates.append(update)
-
-    async def connected(self) -> None:
-        self.sessions += 1
+class Running(RunningSource):
+    """The DNP3 source's `run` as a task, with everything it emitted."""
 
     def last(self, point: str) -> PointUpdate | None:
         found = [u for u in self.updates if u.point == point]
         return found[-1] if found else None
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, SourceLost):
-            await self.task
 
 
 async def until(check: Callable[[], object], what: str, timeout: float = 5.0) -> None:

@@ -10,7 +10,6 @@ connector would publish; the last test runs `outage scada run` against the broke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -30,6 +29,7 @@ from streams.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import ROOT, Worker, wait_for
 from tests.integration.scada_harness import (
     Ignore,
+    RunningSource,
     confirmed_incident,
     run,
     scada_signals,
@@ -184,19 +184,8 @@ def source(url: str, points: tuple[PointConfig, ...] = POINTS, **extra: Any) -> 
     return OpcUaSource(type="opcua", name="plant-opcua", url=url, points=points, **settings)
 
 
-class Running:
-    """The source's `run` as a task; it is the `emit`, keeping every update and session."""
-
-    def __init__(self, source: OpcUaSource) -> None:
-        self.updates: list[PointUpdate] = []
-        self.sessions = 0
-        self.task = asyncio.create_task(source.run(self))
-
-    async def __call__(self, update: PointUpdate) -> None:
-        self.updates.append(update)
-
-    async def connected(self) -> None:
-        self.sessions += 1
+class Running(RunningSource):
+    """The OPC UA source's `run` as a task, with what it emitted and when it was up."""
 
     def of(self, point: str) -> list[PointUpdate]:
         return [u for u in self.updates if u.point == point]
@@ -214,11 +203,6 @@ class Running:
     async def present_state(self) -> Running:
         await self.until(lambda: {u.point for u in self.updates} >= {BREAKER, TEMPERATURE}, "state")
         return self
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, SourceLost):
-            await self.task
 
 
 def test_present_state_then_breaker_trip_with_source_timestamp(server: OpcServer) -> None:
