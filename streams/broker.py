@@ -47,6 +47,7 @@ __all__ = [
     "EmbeddedBroker",
     "acreate_topics",
     "create_topics",
+    "dies_with_this_process",
     "free_port",
     "kafka_metadata_ok",
 ]
@@ -138,6 +139,12 @@ def _child_setup(parent_pid: int, prctl: Callable[..., int] | None) -> Callable[
                 os._exit(1)
 
     return setup
+
+
+def dies_with_this_process() -> Callable[[], None]:
+    """The ``preexec_fn`` for a child that must not outlive this process (nor this thread:
+    Linux sends the signal when the thread that started the child ends)."""
+    return _child_setup(os.getpid(), _libc_prctl())
 
 
 def stop_child(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -311,7 +318,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             env=env,
             close_fds=True,
-            preexec_fn=_child_setup(os.getpid(), _libc_prctl()),
+            preexec_fn=dies_with_this_process(),
         )
 
     def _wait_ready(self) -> None:

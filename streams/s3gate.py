@@ -1,4 +1,4 @@
-"""Conditional writes in front of s3rver, so Tansu's s3:// storage loses nothing.
+"""Conditional writes and exact end offsets in front of s3rver, for Tansu's s3:// storage.
 
 Tansu keeps each partition's offsets in S3 objects it updates read-modify-write, guarded by
 conditional PUTs (`If-Match: <etag>`, `If-None-Match: *`). s3rver ignores those headers: two
@@ -8,6 +8,14 @@ request through to s3rver and makes each conditional PUT atomic: under one lock 
 the object's current ETag (a HEAD) with the condition and answers 412 Precondition Failed,
 as S3 does, when it does not hold.
 
+It also mends one answer. Tansu 0.6 takes a partition's end offset (ListOffsets "latest")
+from the listing of its record batches: the batch with the newest LastModified, the first of
+equals, plus one. S3 listings give LastModified to the second, so when several batches were
+written in the last second the end offset falls short (measured: 81 of 100), and faust's
+table recovery, which reads a changelog only up to that offset, missed the newest state. In a
+complete listing of a partition's `records/`, the gate dates the last batch (the highest
+offset: keys are zero-padded offsets) a millisecond after every other, so it is the newest.
+
     python -m streams.s3gate --port 14569 --upstream http://127.0.0.1:14570
 """
 
@@ -15,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import ClientSession, ClientTimeout, web
 
@@ -34,6 +44,29 @@ def holds(condition: str, value: str, current_etag: str | None) -> bool:
         return False
     wanted = {tag.strip() for tag in value.split(",")}
     return "*" in wanted or current_etag in wanted
+
+
+LAST_MODIFIED = re.compile(rb"<LastModified>([^<]+)</LastModified>")
+RECORDS_LISTING = re.compile(rb"<Prefix>[^<]*/records/</Prefix>")
+COMPLETE = b"<IsTruncated>false</IsTruncated>"
+
+
+def _s3_time(value: bytes) -> datetime:
+    return datetime.fromisoformat(value.decode().replace("Z", "+00:00"))
+
+
+def newest_last(listing: bytes) -> bytes:
+    """A ListObjects answer with its last entry dated after all others, if it lists the whole
+    of a partition's record batches; any other answer unchanged."""
+    if not (RECORDS_LISTING.search(listing) and COMPLETE in listing):
+        return listing
+    stamps = list(LAST_MODIFIED.finditer(listing))
+    if len(stamps) < 2:
+        return listing
+    newest = max(_s3_time(m.group(1)) for m in stamps) + timedelta(milliseconds=1)
+    last = stamps[-1]
+    dated = newest.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return listing[: last.start(1)] + dated.encode() + listing[last.end(1) :]
 
 
 def make_app(upstream: str) -> web.Application:
@@ -59,6 +92,8 @@ def make_app(upstream: str) -> web.Application:
         ) as answer:
             payload = await answer.read()
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+            if request.method == "GET" and "Content-Encoding" not in answer.headers:
+                payload = newest_last(payload)
             return web.Response(status=answer.status, headers=out, body=payload)
 
     async def handle(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from streams.broker import LOCALHOST, _child_setup, _libc_prctl, free_port, stop_child
+from streams.broker import LOCALHOST, dies_with_this_process, free_port, stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 S3RVER = ROOT / "deploy" / "s3rver" / "node_modules" / ".bin" / "s3rver"
@@ -133,7 +133,7 @@ class LocalS3:
             stderr=subprocess.STDOUT,
             close_fds=True,
             cwd=ROOT,
-            preexec_fn=_child_setup(os.getpid(), _libc_prctl()),
+            preexec_fn=dies_with_this_process(),
         )
         self._procs.append(proc)
         deadline = time.monotonic() + self.startup_timeout

@@ -18,7 +18,7 @@ import pytest
 
 from access.roles import ROLES, parse_roles
 from access.store import AccessStore
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, dies_with_this_process, free_port
 from streams.web import LOGIN_COOKIE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +180,7 @@ def start_worker(broker: EmbeddedBroker, workdir: Path, **env: str) -> Worker:
         env=environment,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=dies_with_this_process(),  # no orphan when the test run is killed
     )
     base = f"http://127.0.0.1:{port}"
     worker = Worker(process=process, base=base, log=log, data=workdir / "data", key=key)

@@ -26,7 +26,7 @@ from typing import Any
 
 from scada.points import Mapper
 from scada.sources.base import PointUpdate, SourceConfig, SourceLost
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, dies_with_this_process
 from streams.follow import TopicFollower
 from tests.integration.conftest import ROOT, Worker, wait_for
 
@@ -95,6 +95,7 @@ def start_connector(config: str, broker: EmbeddedBroker, workdir: Path, **env: s
         },
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=dies_with_this_process(),  # no orphan when the test run is killed
     )
     return Connector(process=process, log=log, config=path)
 

@@ -314,13 +314,6 @@ def durable_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
             yield broker
 
 
-# Known to fail now and then (1 run in 2 here): Tansu 0.6 on s3:// reports end offsets a few
-# records short, and faust's table recovery stops there (README, "durable"). Kept, run on
-# demand, until Tansu is fixed; `make test` must not depend on chance.
-@pytest.mark.skipif(
-    not os.environ.get("OUTAGE_TEST_DURABLE_RESTART"),
-    reason="set OUTAGE_TEST_DURABLE_RESTART=1: Tansu 0.6 on s3:// misreports end offsets",
-)
 def test_a_durable_broker_restarted_mid_storm_loses_nothing(
     durable_broker: EmbeddedBroker, scenario: Scenario, tmp_path: Path
 ) -> None:
