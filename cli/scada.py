@@ -83,7 +83,11 @@ def run_connector(site: SiteConfig, settings: Any) -> int:
     bootstrap = ",".join(url.split("://", 1)[-1] for url in settings.broker_urls)
     options = kafka_client_options(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it
-        asyncio.run(run_with_broker(site, bootstrap, settings.partitions, options))
+        asyncio.run(
+            run_with_broker(
+                site, bootstrap, settings.partitions, options, settings.topic_replication
+            )
+        )
     return 0
 
 

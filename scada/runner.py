@@ -209,7 +209,9 @@ async def run_site(site: SiteConfig, publish: Publish) -> None:
     await asyncio.gather(*(runner.run_forever() for runner in runners))
 
 
-async def run_with_broker(site: SiteConfig, bootstrap: str, partitions: int, options: Any) -> None:
+async def run_with_broker(
+    site: SiteConfig, bootstrap: str, partitions: int, options: Any, replication: int = 1
+) -> None:
     """Publish to a Kafka-protocol broker; waits for it (a connector may start first)."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
@@ -220,7 +222,10 @@ async def run_with_broker(site: SiteConfig, bootstrap: str, partitions: int, opt
         try:
             # The worker makes these too; whoever starts first, partitions are the same.
             await acreate_topics(
-                bootstrap, {"scada": partitions, "alerts": partitions}, kafka_options=options
+                bootstrap,
+                {"scada": partitions, "alerts": partitions},
+                replication_factor=replication,
+                kafka_options=options,
             )
             break
         except (KafkaError, OSError, RuntimeError) as error:

@@ -23,7 +23,6 @@ from aiokafka.errors import CommitFailedError
 
 from alerting.notify import Delivery, Dispatcher, Notification, default_links, deliver
 from alerting.roster import shift_starts
-from streams.follow import TopicFollower
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -133,9 +132,7 @@ async def feed_alerts(service: "Service") -> None:
     assert config is not None
     # Every key any worker delivered, read back before each batch: a worker that takes over
     # partitions after a rebalance knows what the previous owner already sent.
-    follower = TopicFollower(
-        service.bootstrap, "notifications", service.settings.partitions, service.kafka_options
-    )
+    follower = service.follower("notifications")
     await follower.start()
     while not await follower.caught_up():
         remember_records(service, await follower.poll(timeout_ms=500))
@@ -148,9 +145,8 @@ async def feed_alerts(service: "Service") -> None:
         group_id=f"{service.settings.app_id}-alerting",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        session_timeout_ms=4000,
-        heartbeat_interval_ms=1000,
         max_poll_interval_ms=3600 * 1000,
+        **service.group_options(),
         **service.kafka_options,
     )
     await producer.start()

@@ -135,6 +135,23 @@ class Service:
         """TLS/SASL keywords for plain aiokafka clients ({} on PLAINTEXT); one SSL context."""
         return kafka_client_options(self.settings)
 
+    def group_options(self) -> dict[str, int]:
+        """Session and heartbeat of the feeds' consumer groups: twice the workers' session, so
+        a feed waiting on a slow store or mail server is not evicted first."""
+        session_ms = round(self.settings.session_timeout * 2000)
+        return {"session_timeout_ms": session_ms, "heartbeat_interval_ms": session_ms // 4}
+
+    def follower(self, topic: str) -> TopicFollower:
+        """A reader of the whole of `topic` (created if missing, with the configured layout)."""
+        settings = self.settings
+        return TopicFollower(
+            self.bootstrap,
+            topic,
+            settings.partitions,
+            self.kafka_options,
+            replication=settings.topic_replication,
+        )
+
     hash_key: bytes = b""  # HMAC key of reporter hashes and acknowledge links, read once
     ready: bool = False  # set once the worker has joined its group and recovered its tables
     book_caught_up: bool = False  # the incident book has read the stream as it was at start
@@ -179,14 +196,15 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         web_port=settings.web_port,
         web_enabled=True,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication,
         # Tansu refuses transactions, so processing is at least once and handling idempotent.
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
-        # Without these a consumer-group join on Tansu takes about 30 s (measured here: 2.4 s).
-        broker_rebalance_timeout=2.0,
-        broker_session_timeout=2.0,
-        broker_heartbeat_interval=0.5,
+        # faust's defaults make a consumer-group join on Tansu take about 30 s; 2 s sessions
+        # make it 2.4 s (measured here). Kafka itself wants at least 6 s (Settings).
+        broker_rebalance_timeout=settings.session_timeout,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 4,
         producer_acks=-1,
         **tansu_options,
         autodiscover=False,
@@ -362,9 +380,7 @@ async def follow_incident_stream(service: Service) -> None:
     No consumer group: every API process reads every partition, so a lookup answers the same
     on any worker and a restarted worker knows every incident again.
     """
-    follower = TopicFollower(
-        service.bootstrap, "incidents", service.settings.partitions, service.kafka_options
-    )
+    follower = service.follower("incidents")
     await follower.start()
     service.book = IncidentBook()  # (re)read from the beginning: start from an empty book
     service.book_caught_up = False

@@ -23,8 +23,10 @@ class TopicFollower:
         topic: str,
         partitions: int,
         kafka_options: Mapping[str, Any] | None = None,
+        replication: int = 1,
     ) -> None:
         self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self.replication = replication
         # TLS/SASL keywords from streams.transport.kafka_client_options ({} on PLAINTEXT).
         self.kafka_options = dict(kafka_options or {})
         self.consumer = AIOKafkaConsumer(
@@ -41,7 +43,10 @@ class TopicFollower:
         # On a new broker nothing has written to the topic yet: create it first, so the
         # consumer's first metadata already lists its partitions.
         await acreate_topics(
-            self.bootstrap, {self.topic: self.partitions}, kafka_options=self.kafka_options
+            self.bootstrap,
+            {self.topic: self.partitions},
+            replication_factor=self.replication,
+            kafka_options=self.kafka_options,
         )
         await self.consumer.start()
         known: set[int] = set()

@@ -34,10 +34,12 @@ async def feed_projections(
     flush_seconds: float,
     on_consumer: Callable[[AIOKafkaConsumer | None], None] = lambda _: None,
     kafka_options: Mapping[str, Any] | None = None,
+    group_options: Mapping[str, int] | None = None,
 ) -> None:
     """Consume the inbound topics and the incident stream into the sink, forever.
 
-    `kafka_options`: TLS/SASL keywords (`streams.transport.kafka_client_options`).
+    `kafka_options`: TLS/SASL keywords (`streams.transport.kafka_client_options`);
+    `group_options`: the group's session and heartbeat (`Service.group_options`).
     """
     consumer = AIOKafkaConsumer(
         *TOPICS,
@@ -48,8 +50,7 @@ async def feed_projections(
         metadata_max_age_ms=5000,
         # Joins on Tansu take half the session timeout; a long store outage must not make the
         # group evict us while `write` waits for the store.
-        session_timeout_ms=4000,
-        heartbeat_interval_ms=1000,
+        **(group_options or {"session_timeout_ms": 4000, "heartbeat_interval_ms": 1000}),
         max_poll_interval_ms=24 * 3600 * 1000,
         **(kafka_options or {}),
     )
@@ -123,5 +124,6 @@ async def keep_feeding(service: "Service") -> None:
             flush_seconds=settings.sink_flush_seconds,
             on_consumer=attach,
             kafka_options=service.kafka_options,
+            group_options=service.group_options(),
         ),
     )

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
         description="Work around Tansu 0.6 (one record per produce); false on Apache Kafka.",
     )
     partitions: int = Field(default=4, ge=1, description="Partitions of every topic.")
+    topic_replication: int = Field(
+        default=1,
+        ge=1,
+        description="Replication factor of the topics this service creates (3 on a cluster).",
+    )
+    kafka_session_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Consumer-group session timeout, seconds. Unset: 2 with the Tansu "
+        "workarounds (a join then takes ~3 s, not ~30 s), else 10 (Kafka refuses sessions "
+        "under its group.min.session.timeout.ms, 6 s by default).",
+    )
     tick_seconds: float = Field(
         default=2.0, gt=0, description="How often timers advance correlation time (staleness...)."
     )
@@ -115,6 +127,13 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    @property
+    def session_timeout(self) -> float:
+        """The correlation workers' group session, seconds (the feeds' groups take twice it)."""
+        if self.kafka_session_timeout is not None:
+            return self.kafka_session_timeout
+        return 2.0 if self.tansu_workarounds else 10.0
 
     @property
     def phone_books(self) -> list[Path]:

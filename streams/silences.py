@@ -23,7 +23,6 @@ from access.roles import Permission
 from alerting.config import AwareDatetime, Matchers, OneOffSilence
 from alerting.silence import is_active
 from events.codec import describe
-from streams.follow import TopicFollower
 from streams.web import Api, Call, Rejected
 
 if TYPE_CHECKING:
@@ -54,9 +53,7 @@ def apply(service: Service, body: dict[str, Any]) -> None:
 
 
 async def follow_silences(service: Service) -> None:
-    follower = TopicFollower(
-        service.bootstrap, TOPIC, service.settings.partitions, service.kafka_options
-    )
+    follower = service.follower(TOPIC)
     await follower.start()
     try:
         while True:

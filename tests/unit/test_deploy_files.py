@@ -7,6 +7,7 @@ topic the app uses, callers' numbers with the contact retention; the image copie
 package of pyproject.toml.
 """
 
+import asyncio
 import re
 import shlex
 import tomllib
@@ -125,6 +126,57 @@ def test_k8s_sets_only_variables_that_settings_reads() -> None:
             if ref:
                 named.add(ref["key"])
     assert named - SETTINGS_ENV == set()
+
+
+KAFKA_MIN_SESSION_S = 6.0  # Apache Kafka's default group.min.session.timeout.ms
+
+
+def group_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings from the variables of `env` that decide sessions and replication."""
+    for name in ("TANSU_WORKAROUNDS", "KAFKA_SESSION_TIMEOUT", "TOPIC_REPLICATION"):
+        if f"OUTAGE_{name}" in env:
+            monkeypatch.setenv(f"OUTAGE_{name}", str(env[f"OUTAGE_{name}"]))
+    return Settings()
+
+
+def test_deployed_workers_join_with_sessions_kafka_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compose and k8s workers use group sessions of at least Kafka's default minimum (neither
+    lowers the broker's), and k8s replicates the topics a worker creates three times."""
+    kafka = compose()["services"]["kafka"]["environment"]
+    assert "KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS" not in kafka
+    worker = group_settings(environment(compose_services()["worker"]), monkeypatch)
+    assert worker.session_timeout >= KAFKA_MIN_SESSION_S
+    k8s = group_settings(find("ConfigMap", "outage-config")["data"], monkeypatch)
+    assert k8s.session_timeout >= KAFKA_MIN_SESSION_S
+    assert k8s.topic_replication == 3
+
+
+def test_the_app_and_its_feeds_take_sessions_and_replication_from_settings(
+    tmp_path: Path,
+) -> None:
+    """OUTAGE_KAFKA_SESSION_TIMEOUT sets the workers' groups, twice it the feeds' groups;
+    OUTAGE_TOPIC_REPLICATION the replication of what the app and its followers create."""
+    settings = Settings(
+        data_dir=tmp_path,
+        projections=False,
+        broker="127.0.0.1:1",
+        kafka_session_timeout=7,
+        topic_replication=3,
+    )
+    topology = load_topologies(settings.topology)
+    service = create_app(settings, Correlator(topology, CorrelationRules.load(None)))
+    conf = service.app.conf
+    assert (conf.broker_session_timeout, conf.broker_heartbeat_interval) == (7.0, 1.75)
+    assert conf.topic_replication_factor == 3
+    assert service.group_options() == {"session_timeout_ms": 14000, "heartbeat_interval_ms": 3500}
+
+    async def follower_replication() -> int:
+        return service.follower("incidents").replication  # its consumer needs a running loop
+
+    assert asyncio.run(follower_replication()) == 3
+    assert Settings(tansu_workarounds=True).session_timeout == 2.0  # the embedded Tansu's
 
 
 def test_the_dockerfile_sets_only_known_variables_and_copies_every_package() -> None:
