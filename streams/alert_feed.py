@@ -3,9 +3,11 @@
 A consumer group of its own reads `alerts`; each alert is routed, checked against silences
 and sent (alerting/); every outcome, delivered, failed or silenced, is recorded on the
 `notifications` topic before the offset is committed. At start the worker reads
-`notifications` from the beginning, so a key delivered before a crash, or by another worker,
-is never sent again: notifications are exactly once per key, the key being alert id and
-receiver (and channel).
+`notifications` from the beginning, and before each batch of alerts on to its end as it is
+then, so a key delivered before a crash, or by another worker that owned the partition before
+a rebalance, is not sent again: notifications are once per key, the key being alert id and
+receiver (and channel). What remains is the moment between a delivery and its record: a
+worker killed exactly there sends that one notification again from its successor.
 """
 
 import dataclasses
@@ -166,6 +168,10 @@ async def feed_alerts(service: "Service") -> None:
                     service, dispatcher, producer, handovers_since
                 )
                 batch = await consumer.getmany(timeout_ms=500, max_records=100)
+                if batch:
+                    # After a rebalance these may be alerts the previous owner sent but had
+                    # not committed: every notification recorded until now is read first.
+                    remember_records(service, await follower.read_to_now())
                 for records in batch.values():
                     for message in records:
                         alert = json.loads(message.value or b"{}")

@@ -155,6 +155,8 @@ class Service:
     hash_key: bytes = b""  # HMAC key of reporter hashes and acknowledge links, read once
     ready: bool = False  # set once the worker has joined its group and recovered its tables
     book_caught_up: bool = False  # the incident book has read the stream as it was at start
+    book_follower: TopicFollower | None = None  # its reader of `incidents`
+    book_read: dict[int, int] = field(default_factory=dict)  # partition -> next offset applied
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -384,10 +386,12 @@ async def follow_incident_stream(service: Service) -> None:
     await follower.start()
     service.book = IncidentBook()  # (re)read from the beginning: start from an empty book
     service.book_caught_up = False
+    service.book_follower, service.book_read = follower, {}
     try:
         while True:
             changed: set[str] = set()
             for record in await follower.poll(timeout_ms=500):
+                service.book_read[record.partition] = record.offset + 1
                 try:
                     event = decode_derived(record.value or b"")
                     service.book.apply(event)
@@ -444,7 +448,7 @@ async def ingest(service: Service, source: str, payload: bytes | None) -> None:
             # An action names an incident: after a restart, wait until the book knows them all.
             while not service.book_caught_up:
                 await asyncio.sleep(0.1)
-        routed = route(service.correlator.topology, event, service.book.domains)
+        routed = await route_event(service, event)
     except (EventRejected, Unroutable) as error:
         await service.dead_letter(source, payload, error.reason)
         return
@@ -466,6 +470,33 @@ async def ingest(service: Service, source: str, payload: bytes | None) -> None:
         await service.topics["correlate"].send(
             key=item.domain.encode(), value=item.model_dump_json().encode()
         )
+
+
+async def route_event(service: Service, event: Any) -> list[Routed]:
+    """Route one inbound event. An action whose incident this worker's book does not know
+    yet, one another worker opened a moment ago, is routed again once the book has read the
+    incident stream as it is now; still unknown then, it is Unroutable."""
+    try:
+        return route(service.correlator.topology, event, service.book.domains)
+    except Unroutable:
+        if event.type not in ACTION_TYPES or not await book_read_to_now(service):
+            raise
+    return route(service.correlator.topology, event, service.book.domains)
+
+
+async def book_read_to_now(service: Service, timeout: float = 30.0) -> bool:
+    """Wait until the incident book has applied every record on `incidents` now; False when
+    that takes longer than `timeout` seconds (a broker unreachable meanwhile)."""
+    follower = service.book_follower
+    if follower is None:
+        return False
+    ends = await follower.ends_now()
+    deadline = time.monotonic() + timeout
+    while any(service.book_read.get(tp.partition, 0) < end for tp, end in ends.items()):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def _decode_work(payload: bytes) -> Routed | Tick:

@@ -15,7 +15,8 @@ from streams.broker import acreate_topics
 
 class TopicFollower:
     """`start()` seeks to the beginning; `poll()` returns what came; `caught_up()` says
-    whether everything that was on the topic at start has been read."""
+    whether everything that was on the topic at start has been read; `read_to_now()` reads
+    on to the topic's end as it is at the call."""
 
     def __init__(
         self,
@@ -64,7 +65,23 @@ class TopicFollower:
         return [record for records in batch.values() for record in records]
 
     async def caught_up(self) -> bool:
-        return all([await self.consumer.position(tp) >= end for tp, end in self._targets.items()])
+        return await self.has_read(self._targets)
+
+    async def ends_now(self) -> dict[TopicPartition, int]:
+        """Each partition's end offset now: what has been written to it so far."""
+        return await self.consumer.end_offsets(list(self._targets))
+
+    async def has_read(self, ends: Mapping[TopicPartition, int]) -> bool:
+        return all([await self.consumer.position(tp) >= end for tp, end in ends.items()])
+
+    async def read_to_now(self) -> list[ConsumerRecord]:
+        """Every record not polled yet up to the topic's end now (and any after it that came
+        in the same fetch): what other processes had written when this was called."""
+        ends = await self.ends_now()
+        records: list[ConsumerRecord] = []
+        while not await self.has_read(ends):
+            records += await self.poll(timeout_ms=200)
+        return records
 
     async def stop(self) -> None:
         await self.consumer.stop()

@@ -162,13 +162,14 @@ def all_roles_key(workdir: Path) -> str:
     return access.create_key("tests", frozenset(ROLES))[1]
 
 
-def start_worker(broker: EmbeddedBroker, workdir: Path, **env: str) -> Worker:
+def start_worker(broker: EmbeddedBroker | None, workdir: Path, **env: str) -> Worker:
+    """`outage run` on `broker`, or on its own embedded broker when None, ready to answer."""
     port = free_port()
     log = workdir / f"worker-{port}.log"
     key = all_roles_key(workdir)
     environment = {
         **os.environ,
-        "OUTAGE_BROKER": broker.bootstrap,
+        **({"OUTAGE_BROKER": broker.bootstrap} if broker is not None else {}),
         "OUTAGE_WEB_PORT": str(port),
         "OUTAGE_DATA_DIR": str(workdir / "data"),
         "OUTAGE_TICK_SECONDS": "1",

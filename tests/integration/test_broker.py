@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import EmbeddedBroker, acreate_topics, create_topics, kafka_metadata_ok
+from streams.follow import TopicFollower
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +101,30 @@ def test_group_consumer_round_trip(broker: EmbeddedBroker) -> None:
             await consumer.stop()
 
     assert asyncio.run(scenario()) == b"hello"
+
+
+def test_a_follower_reads_to_now_what_others_wrote_after_it_started(
+    broker: EmbeddedBroker,
+) -> None:
+    """read_to_now returns every record written since the follower started, whatever its
+    partition, without a poll of its own first (what a worker reads before it decides)."""
+    topic = _topic("follow")
+
+    async def scenario() -> list[bytes]:
+        follower = TopicFollower(broker.bootstrap, topic, 4)
+        await follower.start()
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            for n in range(12):
+                await producer.send_and_wait(topic, f"r{n}".encode(), partition=n % 4)
+            got = await asyncio.wait_for(follower.read_to_now(), 30)
+            return sorted(r.value or b"" for r in got)
+        finally:
+            await producer.stop()
+            await follower.stop()
+
+    assert asyncio.run(scenario()) == sorted(f"r{n}".encode() for n in range(12))
 
 
 def test_stop_is_idempotent_and_frees_the_port() -> None:

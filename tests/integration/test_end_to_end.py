@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from events.derived import IncidentOpened
 from streams.broker import EmbeddedBroker
 from tests.integration.conftest import Worker, start_worker, wait_for
 
@@ -224,6 +225,71 @@ def test_bad_shift_lead_actions_get_clear_4xx(worker: Worker) -> None:
     assert status == 400 and "etr" in body["error"]
     status, body = worker.post(f"{base}/cause", {"cause": "x", "colour": "red"})
     assert status == 400 and "colour" in body["error"]
+
+
+def test_an_action_right_behind_its_new_incident_is_routed_not_dead_lettered(
+    broker: EmbeddedBroker, worker: Worker
+) -> None:
+    """An action written just after its incident reached the incident stream (as when another
+    worker opened it a moment ago) is routed; one for an incident that is nowhere is
+    dead-lettered with the reason."""
+    fresh, nowhere = f"INC-fresh-{uuid.uuid4()}", f"INC-nowhere-{uuid.uuid4()}"
+    opened = IncidentOpened(
+        event_id=f"opened-{fresh}",
+        occurred_at=datetime.now(UTC),
+        domain="HS1",
+        incident_id=fresh,
+        device_id="P-HSUB2-B1-01",  # one flat no other test here calls from
+        device_kind="premise",
+        utility="heat",
+        path=("HS1", "HSUB-2", "B-HSUB2-1", "P-HSUB2-B1-01"),
+        phase="suspected",
+        cause="unknown",
+        customers_affected=1,
+    )
+
+    def acknowledge(incident: str) -> bytes:
+        body = {
+            "type": "incident_acknowledged",
+            "schema_version": 1,
+            "event_id": f"ack-{incident}",
+            "occurred_at": now(),
+            "incident_id": incident,
+            "by": "lead.test",
+        }
+        return json.dumps(body).encode()
+
+    async def write_and_read_letters() -> list[dict[str, Any]]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait("incidents", opened.model_dump_json().encode())
+            # Both on one partition: handled in this order, so once the second is
+            # dead-lettered the first has been decided.
+            await producer.send_and_wait("operator-actions", acknowledge(fresh), partition=0)
+            await producer.send_and_wait("operator-actions", acknowledge(nowhere), partition=0)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            "dead-letter", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        found: list[dict[str, Any]] = []
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < deadline:
+                if any(nowhere in letter["reason"] for letter in found):
+                    return found
+                batch = await consumer.getmany(timeout_ms=500)
+                found += [json.loads(r.value) for records in batch.values() for r in records]
+        finally:
+            await consumer.stop()
+        raise AssertionError(f"no dead letter for {nowhere}: {found}")
+
+    reasons = [letter["reason"] for letter in asyncio.run(write_and_read_letters())]
+    assert f"unknown incident {nowhere!r}" in reasons
+    assert not [r for r in reasons if fresh in r]
+    wait_for(lambda: worker.get(f"/v1/incidents/{fresh}")[0] == 200)
 
 
 # Last: it stops the module's worker.

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -120,11 +120,24 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield running
 
 
-def start(broker: EmbeddedBroker, workdir: Path, scenario: Scenario) -> Worker:
+class Reachable(Protocol):
+    """A broker's address: an EmbeddedBroker here, or the one a whole service runs itself."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Address:
+    bootstrap: str
+
+
+def start(broker: EmbeddedBroker | None, workdir: Path, scenario: Scenario, **env: str) -> Worker:
     workdir.mkdir(parents=True, exist_ok=True)
     return start_worker(
         broker,
         workdir,
+        **env,
         OUTAGE_TOPOLOGY=json.dumps([str(scenario.network)]),
         OUTAGE_RULES=str(scenario.rules),
         OUTAGE_PARTITIONS=str(PARTITIONS),
@@ -218,7 +231,7 @@ def routed_ids(records: list[Any]) -> set[str]:
     return found
 
 
-def finish(broker: EmbeddedBroker, worker: Worker, scenario: Scenario) -> None:
+def finish(broker: Reachable, worker: Worker, scenario: Scenario) -> None:
     """Once the whole storm has reached the correlators, three days pass in every domain."""
     wanted = {e.event_id for e in scenario.storm}
     asyncio.run(read_topic(broker.bootstrap, "correlate", lambda rs: wanted <= routed_ids(rs)))
@@ -226,7 +239,7 @@ def finish(broker: EmbeddedBroker, worker: Worker, scenario: Scenario) -> None:
         post(worker, beat)
 
 
-def live_book(broker: EmbeddedBroker, scenario: Scenario) -> IncidentBook:
+def live_book(broker: Reachable, scenario: Scenario) -> IncidentBook:
     """The incident stream as the workers wrote it, once every call has an outcome."""
 
     def fold(records: list[Any]) -> IncidentBook:
@@ -247,7 +260,7 @@ def summary(book: IncidentBook) -> dict[str, Any]:
     }
 
 
-def assert_same_as_replay(broker: EmbeddedBroker, scenario: Scenario) -> None:
+def assert_same_as_replay(broker: Reachable, scenario: Scenario) -> None:
     book = live_book(broker, scenario)
     assert summary(book) == summary(scenario.expected)
     assert book.call_outcomes == scenario.expected.call_outcomes
@@ -335,3 +348,34 @@ def test_a_durable_broker_restarted_mid_storm_loses_nothing(
     finally:
         second.stop()
         first.stop()
+
+
+def test_the_whole_service_in_durable_mode_stopped_and_started_mid_storm_loses_nothing(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """`outage run` on its embedded durable broker (OUTAGE_BROKER_STORAGE=durable), stopped
+    with SIGTERM mid-storm, broker and storage with it, and started again: the replay's result."""
+    port = free_port()
+
+    def whole_service() -> Worker:
+        return start(
+            None,
+            tmp_path / "service",
+            scenario,
+            OUTAGE_BROKER_STORAGE="durable",
+            OUTAGE_BROKER_PORT=str(port),
+        )
+
+    service = whole_service()
+    broker = Address(f"127.0.0.1:{port}")
+    storm, pacer = scenario.storm, Pacer(scenario.storm)
+    half = len(storm) // 2
+    try:
+        post_paced([service], storm[:half], pacer)
+        service.stop()  # everything accepted so far must be in DATA_DIR/broker
+        service = whole_service()
+        post_paced([service], storm[half:], pacer)
+        finish(broker, service, scenario)
+        assert_same_as_replay(broker, scenario)
+    finally:
+        service.stop()
