@@ -128,23 +128,25 @@ def _libc_prctl() -> Callable[..., int] | None:
     return prctl
 
 
-def _child_setup(parent_pid: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
-    """Build the ``preexec_fn``: own process group, and SIGTERM when the parent dies (Linux)."""
+def _child_setup(
+    parent_pid: int, prctl: Callable[..., int] | None, sig: int = signal.SIGTERM
+) -> Callable[[], None]:
+    """Build the ``preexec_fn``: own process group, and `sig` when the parent dies (Linux)."""
 
     def setup() -> None:
         os.setpgid(0, 0)
         if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+            prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
             if os.getppid() != parent_pid:  # the parent died before prctl took effect
                 os._exit(1)
 
     return setup
 
 
-def dies_with_this_process() -> Callable[[], None]:
+def dies_with_this_process(sig: int = signal.SIGTERM) -> Callable[[], None]:
     """The ``preexec_fn`` for a child that must not outlive this process (nor this thread:
-    Linux sends the signal when the thread that started the child ends)."""
-    return _child_setup(os.getpid(), _libc_prctl())
+    Linux sends `sig` when the thread that started the child ends)."""
+    return _child_setup(os.getpid(), _libc_prctl(), sig)
 
 
 def stop_child(proc: subprocess.Popen[bytes], timeout: float) -> None:
