@@ -9,8 +9,9 @@ shows as latency rather than hiding it. A consumer of `incidents` in the same pr
 the first `call_attached`, `call_pending` or `individual_fault` of each call.
 
 Every run has its own broker and worker (`outage run` with its defaults: projections into
-chDB, the Tansu workaround of one record per produce request); two more unpaced runs say what
-those cost (`OUTAGE_TANSU_WORKAROUNDS=false`, `OUTAGE_PROJECTIONS=false`). A run waits at
+chDB, the Tansu workaround of one record per produce request); three more unpaced runs say what
+those cost (`OUTAGE_TANSU_WORKAROUNDS=false`, `OUTAGE_PROJECTIONS=false`) and what the durable
+broker costs (Tansu on s3:// over s3rver, as `OUTAGE_BROKER_STORAGE=durable`). A run waits at
 most `--drain` seconds for outcomes: a call still without one counts as slower than that. The
 ceilings come from the same run: Tansu's own produce and consume rates (batched, and one
 record per request as the worker produces) and the correlator in-process over the same events.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -50,6 +52,7 @@ from simulation.storm import Storm
 from streams import logs
 from streams.app import INBOUND_TOPICS
 from streams.broker import EmbeddedBroker, create_topics
+from streams.s3server import LocalS3
 
 PARTITIONS = 4
 OUTCOMES = (b'"call_attached"', b'"call_pending"', b'"individual_fault"')
@@ -212,14 +215,23 @@ def finite(value: float) -> float | None:
 
 
 def one_run(
-    network_csv: Path, events: list[Any], rate: float | None, drain_timeout: float, **env: str
+    network_csv: Path,
+    events: list[Any],
+    rate: float | None,
+    drain_timeout: float,
+    durable: bool = False,
+    **env: str,
 ) -> dict[str, Any]:
-    """A fresh broker and worker, the events offered at `rate`."""
-    with (
-        EmbeddedBroker() as broker,
-        tempfile.TemporaryDirectory() as folder,
-        worker(broker.bootstrap, Path(folder), [network_csv], **env) as running,
-    ):
+    """A fresh broker (on s3rver when `durable`, as OUTAGE_BROKER_STORAGE=durable runs it) and
+    worker, the events offered at `rate`."""
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        storage: dict[str, Any] = {}
+        if durable:
+            s3 = stack.enter_context(LocalS3(folder / "broker"))
+            storage = {"storage": s3.storage, "extra_env": s3.tansu_env()}
+        broker = stack.enter_context(EmbeddedBroker(**storage))
+        running = stack.enter_context(worker(broker.bootstrap, folder, [network_csv], **env))
         return asyncio.run(
             offer(
                 broker.bootstrap,
@@ -264,15 +276,16 @@ def main() -> None:
     figures: dict[str, Any] = {"date": DATE, "network": args.network, "events": len(events)}
     correlator = Correlator(topology, CorrelationRules.load())
     figures["in_process"] = {"events_per_s": correlate(correlator, events).events_per_s}
-    plans: list[tuple[str, float | None, int, dict[str, str]]] = [
-        (f"{rate:,.0f}/s", rate, int(rate * args.seconds), {}) for rate in rates
+    plans: list[tuple[str, float | None, int, bool, dict[str, str]]] = [
+        (f"{rate:,.0f}/s", rate, int(rate * args.seconds), False, {}) for rate in rates
     ]
-    plans.append(("max", None, args.max_events, {}))
-    if not args.no_variants:  # what the workaround and the projections cost at max
-        plans.append(("max, batched", None, args.max_events, {"OUTAGE_TANSU_WORKAROUNDS": "false"}))
-        plans.append(
-            ("max, no projections", None, args.max_events, {"OUTAGE_PROJECTIONS": "false"})
-        )
+    plans.append(("max", None, args.max_events, False, {}))
+    if not args.no_variants:  # what the workaround, the projections, durable storage cost
+        batched = {"OUTAGE_TANSU_WORKAROUNDS": "false"}
+        plans.append(("max, batched", None, args.max_events, False, batched))
+        no_projections = {"OUTAGE_PROJECTIONS": "false"}
+        plans.append(("max, no projections", None, args.max_events, False, no_projections))
+        plans.append(("max, durable broker", None, args.max_events, True, {}))
     with tempfile.TemporaryDirectory() as folder:
         network_csv = write_network_csv(args.network, Path(folder) / "network.csv")
         with EmbeddedBroker() as broker:
@@ -280,8 +293,8 @@ def main() -> None:
                 raw_broker(broker.bootstrap, [encode(e) for e in events[:wanted]])
             )
         runs = []
-        for label, rate, count, env in plans:
-            run = one_run(network_csv, events[:count], rate, args.drain, **env)
+        for label, rate, count, durable, env in plans:
+            run = one_run(network_csv, events[:count], rate, args.drain, durable, **env)
             runs.append({"run": label, **run})
     figures["runs"] = runs
     raw, inp = figures["raw_broker"], figures["in_process"]

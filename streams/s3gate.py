@@ -92,7 +92,8 @@ def make_app(upstream: str) -> web.Application:
         ) as answer:
             payload = await answer.read()
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
-            if request.method == "GET" and "Content-Encoding" not in answer.headers:
+            listing = request.method == "GET" and "prefix" in request.query
+            if listing and "Content-Encoding" not in answer.headers:
                 payload = newest_last(payload)
             return web.Response(status=answer.status, headers=out, body=payload)
 
