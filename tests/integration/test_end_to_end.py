@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,36 @@ def signal(device: str, name: str) -> dict[str, Any]:
         "signal": name,
         "quality": "good",
     }
+
+
+async def write_then_read_dead_letters(
+    broker: EmbeddedBroker,
+    writes: Sequence[tuple[str, bytes, int | None]],
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 60,
+) -> list[dict[str, Any]]:
+    """Write (topic, value, partition) records in order, then read dead-letter from its start
+    until `done(letters)` holds or `timeout` s have passed; the letters read."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        for topic, value, partition in writes:
+            await producer.send_and_wait(topic, value, partition=partition)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        "dead-letter", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not done(found) and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [json.loads(r.value) for records in batch.values() for r in records]
+    finally:
+        await consumer.stop()
+    return found
 
 
 def lookup(worker: Worker, premise: str) -> dict[str, Any]:
@@ -131,32 +162,9 @@ def test_bad_messages_on_the_topic_go_to_dead_letter_with_the_reason(
     broker: EmbeddedBroker, worker: Worker
 ) -> None:
     """Garbage written straight to the calls topic lands on dead-letter with why; work goes on."""
-
-    async def produce_and_read() -> list[dict[str, Any]]:
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait("calls", b"not json at all")
-            unknown = json.dumps(call("P-NOWHERE-2")).encode()
-            await producer.send_and_wait("calls", unknown)
-        finally:
-            await producer.stop()
-        consumer = AIOKafkaConsumer(
-            "dead-letter", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
-        )
-        await consumer.start()
-        found: list[dict[str, Any]] = []
-        try:
-            deadline = asyncio.get_running_loop().time() + 30
-            while len(found) < 2 and asyncio.get_running_loop().time() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    found += [json.loads(r.value) for r in records]
-        finally:
-            await consumer.stop()
-        return found
-
-    letters = asyncio.run(produce_and_read())
+    unknown = json.dumps(call("P-NOWHERE-2")).encode()
+    writes = [("calls", b"not json at all", None), ("calls", unknown, None)]
+    letters = asyncio.run(write_then_read_dead_letters(broker, writes, lambda f: len(f) >= 2))
     reasons = [letter["reason"] for letter in letters]
     assert any(r.startswith("malformed JSON") for r in reasons), reasons
     assert any("unknown premise 'P-NOWHERE-2'" in r for r in reasons), reasons
@@ -259,34 +267,19 @@ def test_an_action_right_behind_its_new_incident_is_routed_not_dead_lettered(
         }
         return json.dumps(body).encode()
 
-    async def write_and_read_letters() -> list[dict[str, Any]]:
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait("incidents", opened.model_dump_json().encode())
-            # Both on one partition: handled in this order, so once the second is
-            # dead-lettered the first has been decided.
-            await producer.send_and_wait("operator-actions", acknowledge(fresh), partition=0)
-            await producer.send_and_wait("operator-actions", acknowledge(nowhere), partition=0)
-        finally:
-            await producer.stop()
-        consumer = AIOKafkaConsumer(
-            "dead-letter", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
-        )
-        await consumer.start()
-        found: list[dict[str, Any]] = []
-        try:
-            deadline = asyncio.get_running_loop().time() + 60
-            while asyncio.get_running_loop().time() < deadline:
-                if any(nowhere in letter["reason"] for letter in found):
-                    return found
-                batch = await consumer.getmany(timeout_ms=500)
-                found += [json.loads(r.value) for records in batch.values() for r in records]
-        finally:
-            await consumer.stop()
-        raise AssertionError(f"no dead letter for {nowhere}: {found}")
+    writes = [
+        ("incidents", opened.model_dump_json().encode(), None),
+        # Both on one partition: handled in this order, so once the second is dead-lettered
+        # the first has been decided.
+        ("operator-actions", acknowledge(fresh), 0),
+        ("operator-actions", acknowledge(nowhere), 0),
+    ]
 
-    reasons = [letter["reason"] for letter in asyncio.run(write_and_read_letters())]
+    def second_decided(found: list[dict[str, Any]]) -> bool:
+        return any(nowhere in letter["reason"] for letter in found)
+
+    letters = asyncio.run(write_then_read_dead_letters(broker, writes, second_decided))
+    reasons = [letter["reason"] for letter in letters]
     assert f"unknown incident {nowhere!r}" in reasons
     assert not [r for r in reasons if fresh in r]
     wait_for(lambda: worker.get(f"/v1/incidents/{fresh}")[0] == 200)

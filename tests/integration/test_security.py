@@ -229,7 +229,8 @@ def test_an_admin_makes_a_key_over_http_that_is_shown_once(
     )
     status, _, listing = send(guarded, "GET", "/v1/access/keys", headers=admin)
     assert status == 200 and body["key_id"] in {k["key_id"] for k in listing["keys"]}
-    assert body["token"].split("_")[-1] not in json.dumps(listing)
+    secret = body["token"].split("_", 2)[2]  # ock_<key id>_<secret>; the secret may hold "_"
+    assert secret not in json.dumps(listing)
     bad = json.dumps({"name": "x", "roles": ["root"]}).encode()
     status, _, answer = send(guarded, "POST", "/v1/access/keys", bad, admin)
     assert status == 400 and "roles" in answer["error"]
