@@ -4,13 +4,14 @@ creations all take."""
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import EmbeddedBroker, create_topics
 from streams.follow import TopicFollower
-from streams.s3gate import holds, newest_last
+from streams.s3gate import Entry, Listings, holds, newest_last, parse_listing, render_listing
 from streams.s3server import LocalS3
 
 
@@ -148,3 +149,43 @@ def test_the_highest_offset_is_the_newest_batch_in_a_listing() -> None:
         listing("clusters/c/topics/", same_second),
     ):
         assert newest_last(untouched) == untouched
+
+
+def test_a_listing_the_gate_makes_reads_back_as_s3rver_pages_do() -> None:
+    """render_listing gives one complete page that parse_listing reads back whole, keys with
+    XML's special characters included; a truncated s3rver page yields its next token."""
+    entries = {
+        key: Entry(key, "2026-11-30T14:40:15.000Z", '"etag-&-1"', 70)
+        for key in ("p/records/00000000000000000001.batch", "p/records/a&b<c>.batch")
+    }
+    page = render_listing("tansu", "p/records/", entries)
+    assert parse_listing(page) == (sorted(entries.values(), key=lambda e: e.key), None)
+    truncated = (
+        b'<ListBucketResult xmlns="http://doc.s3.amazonaws.com/2006-03-01/"><IsTruncated>true'
+        b"</IsTruncated><Contents><Key>k</Key><LastModified>2026-11-30T14:40:15.000Z"
+        b"</LastModified><ETag>&quot;e&quot;</ETag><Size>1</Size></Contents>"
+        b"<NextContinuationToken>next-page</NextContinuationToken></ListBucketResult>"
+    )
+    assert parse_listing(truncated) == (
+        [Entry("k", "2026-11-30T14:40:15.000Z", '"e"', 1)],
+        "next-page",
+    )
+
+
+def test_the_gates_listings_follow_every_write() -> None:
+    """A write or delete changes the listings of the prefixes it falls under, and only those;
+    a delete of unknown keys makes the gate read every prefix again."""
+    listings = Listings()
+    listings.prefixes = {"t/0/records/": {}, "t/1/records/": {}}
+    empty = listings.answer("tansu", "t/0/records/")
+    at = datetime(2026, 11, 30, 14, 40, 15, 123000, tzinfo=UTC)
+    listings.wrote("t/0/records/00000000000000000000.batch", '"e0"', 70, at)
+    assert empty != listings.answer("tansu", "t/0/records/")
+    assert parse_listing(listings.answer("tansu", "t/0/records/"))[0] == [
+        Entry("t/0/records/00000000000000000000.batch", "2026-11-30T14:40:15.123Z", '"e0"', 70)
+    ]
+    assert listings.prefixes["t/1/records/"] == {}
+    listings.deleted("t/0/records/00000000000000000000.batch")
+    assert listings.answer("tansu", "t/0/records/") == empty
+    listings.deleted(None)
+    assert listings.prefixes == {}
