@@ -7,8 +7,9 @@ directory, everything the broker accepted survives a stop and start of the whole
         broker = EmbeddedBroker(storage=s3.storage, extra_env=s3.tansu_env())
 
 s3rver is installed into `deploy/s3rver/node_modules` by `make` (`npm ci`). It ignores S3's
-conditional writes, which Tansu relies on, so `streams.s3gate` stands in front of it and makes
-them atomic (without it, concurrent produces lost acknowledged records). Both are children of
+conditional writes, which Tansu relies on, so `streams.s3gate` stands in front of it: it makes
+them atomic (without it, concurrent produces lost acknowledged records), mends Tansu's end
+offsets and answers listings from an index of its own. Both are children of
 this process: their own process group, SIGTERM when the parent dies.
 """
 
