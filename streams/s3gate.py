@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -54,28 +53,6 @@ def holds(condition: str, value: str, current_etag: str | None) -> bool:
     return "*" in wanted or current_etag in wanted
 
 
-LAST_MODIFIED = re.compile(rb"<LastModified>([^<]+)</LastModified>")
-RECORDS_LISTING = re.compile(rb"<Prefix>[^<]*/records/</Prefix>")
-COMPLETE = b"<IsTruncated>false</IsTruncated>"
-
-
-def _s3_time(value: bytes) -> datetime:
-    return datetime.fromisoformat(value.decode().replace("Z", "+00:00"))
-
-
-def newest_last(listing: bytes) -> bytes:
-    """A ListObjects answer with its last entry dated after all others, if it lists the whole
-    of a partition's record batches; any other answer unchanged."""
-    if not (RECORDS_LISTING.search(listing) and COMPLETE in listing):
-        return listing
-    stamps = list(LAST_MODIFIED.finditer(listing))
-    if len(stamps) < 2:
-        return listing
-    newest = max(_s3_time(m.group(1)) for m in stamps) + timedelta(milliseconds=1)
-    last = stamps[-1]
-    return listing[: last.start(1)] + s3_time(newest).encode() + listing[last.end(1) :]
-
-
 @dataclass(frozen=True)
 class Entry:
     """One object as a listing shows it."""
@@ -88,6 +65,17 @@ class Entry:
 
 def s3_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def newest_last(prefix: str, entries: list[Entry]) -> list[Entry]:
+    """`entries` in key order, the last dated 1 ms after all others when they are a partition's
+    record batches (the last key is the highest offset: keys are zero-padded offsets)."""
+    ordered = sorted(entries, key=lambda e: e.key)
+    if prefix.endswith("/records/") and len(ordered) > 1:
+        times = (datetime.fromisoformat(e.last_modified.replace("Z", "+00:00")) for e in ordered)
+        newest = max(times) + timedelta(milliseconds=1)
+        ordered[-1] = replace(ordered[-1], last_modified=s3_time(newest))
+    return ordered
 
 
 def parse_listing(xml: bytes) -> tuple[list[Entry], str | None]:
@@ -116,12 +104,12 @@ def parse_listing(xml: bytes) -> tuple[list[Entry], str | None]:
 
 
 def render_listing(bucket: str, prefix: str, entries: dict[str, Entry]) -> bytes:
-    """A complete ListObjectsV2 answer (one page, whatever the count)."""
+    """A complete ListObjectsV2 answer (one page, whatever the count); see `newest_last`."""
     contents = "".join(
         f"<Contents><Key>{escape(e.key)}</Key><LastModified>{e.last_modified}</LastModified>"
         f"<ETag>{escape(e.etag, {chr(34): '&quot;'})}</ETag><Size>{e.size}</Size>"
         "<StorageClass>STANDARD</StorageClass></Contents>"
-        for e in sorted(entries.values(), key=lambda e: e.key)
+        for e in newest_last(prefix, list(entries.values()))
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -149,8 +137,7 @@ class Listings:
     def answer(self, bucket: str, prefix: str) -> bytes:
         """The listing of `prefix` (read already), made once per change under it."""
         if prefix not in self.answers:
-            listing = render_listing(bucket, prefix, self.prefixes[prefix])
-            self.answers[prefix] = newest_last(listing)
+            self.answers[prefix] = render_listing(bucket, prefix, self.prefixes[prefix])
         return self.answers[prefix]
 
     def wrote(self, key: str, etag: str, size: int, at: datetime) -> None:

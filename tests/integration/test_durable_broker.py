@@ -118,37 +118,26 @@ def test_conditions_follow_s3() -> None:
     assert holds("If-Match", '"b", "a"', '"a"')
 
 
-def listing(prefix: str, stamps: list[str], truncated: bool = False) -> bytes:
-    entries = "".join(
-        f"<Contents><Key>{prefix}{i:020d}.batch</Key><LastModified>{t}</LastModified></Contents>"
-        for i, t in enumerate(stamps)
-    )
-    flag = "true" if truncated else "false"
-    return (
-        f"<ListBucketResult><Prefix>{prefix}</Prefix><IsTruncated>{flag}</IsTruncated>"
-        f"{entries}</ListBucketResult>"
-    ).encode()
-
-
 def test_the_highest_offset_is_the_newest_batch_in_a_listing() -> None:
-    """The last batch of a complete records listing is dated 1 ms after the newest; the others
-    and any other listing are left as they are."""
+    """In a partition's records listing the last batch (highest offset) is dated 1 ms after
+    the newest, also when it was written before the one below it; the others keep their
+    dates, and a listing of anything else is only put in key order."""
     records = "clusters/c/topics/t/partitions/0000000001/records/"
-    same_second = ["2026-11-30T14:40:15.000Z"] * 3
-    mended = newest_last(listing(records, same_second)).decode()
-    assert mended.count("<LastModified>2026-11-30T14:40:15.000Z</LastModified>") == 2
-    assert mended.endswith(
-        "00000000000000000002.batch</Key><LastModified>2026-11-30T14:40:15.001Z"
-        "</LastModified></Contents></ListBucketResult>"
-    )
-    # written out of order: the last offset's batch landed a second before the one below it
-    late = newest_last(listing(records, ["2026-11-30T14:40:16.000Z", "2026-11-30T14:40:15.000Z"]))
-    assert b"<LastModified>2026-11-30T14:40:16.001Z</LastModified></Contents></List" in late
-    for untouched in (
-        listing(records, same_second, truncated=True),  # more pages follow: not the last batch
-        listing("clusters/c/topics/", same_second),
-    ):
-        assert newest_last(untouched) == untouched
+
+    def batches(*stamps: str) -> list[Entry]:
+        return [Entry(f"{records}{i:020d}.batch", t, '"e"', 70) for i, t in enumerate(stamps)]
+
+    same_second = batches(*["2026-11-30T14:40:15.000Z"] * 3)
+    mended = newest_last(records, list(reversed(same_second)))
+    assert [e.key for e in mended] == [e.key for e in same_second]
+    assert [e.last_modified for e in mended] == [
+        "2026-11-30T14:40:15.000Z",
+        "2026-11-30T14:40:15.000Z",
+        "2026-11-30T14:40:15.001Z",
+    ]
+    late = newest_last(records, batches("2026-11-30T14:40:16.000Z", "2026-11-30T14:40:15.000Z"))
+    assert late[-1].last_modified == "2026-11-30T14:40:16.001Z"
+    assert newest_last("clusters/c/topics/", same_second[::-1]) == same_second
 
 
 def test_a_listing_the_gate_makes_reads_back_as_s3rver_pages_do() -> None:
@@ -156,9 +145,9 @@ def test_a_listing_the_gate_makes_reads_back_as_s3rver_pages_do() -> None:
     XML's special characters included; a truncated s3rver page yields its next token."""
     entries = {
         key: Entry(key, "2026-11-30T14:40:15.000Z", '"etag-&-1"', 70)
-        for key in ("p/records/00000000000000000001.batch", "p/records/a&b<c>.batch")
+        for key in ("p/meta/1.json", "p/meta/a&b<c>.json")  # not batches: no date mended
     }
-    page = render_listing("tansu", "p/records/", entries)
+    page = render_listing("tansu", "p/meta/", entries)
     assert parse_listing(page) == (sorted(entries.values(), key=lambda e: e.key), None)
     truncated = (
         b'<ListBucketResult xmlns="http://doc.s3.amazonaws.com/2006-03-01/"><IsTruncated>true'
