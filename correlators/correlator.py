@@ -115,9 +115,18 @@ class Correlator:
             state.seen[item.event_id] = item.occurred_at
             keys = [(e.occurred_at, e.event_id) for e in state.held]
             state.held.insert(bisect.bisect(keys, (item.occurred_at, item.event_id)), item)
-        if state.watermark is None or item.occurred_at > state.watermark:
-            state.watermark = item.occurred_at
+        moved_to = self.time_moved_to(item)
+        if state.watermark is None or moved_to > state.watermark:
+            state.watermark = moved_to
         return self._release(state, state.watermark - self.rules.lateness)
+
+    def time_moved_to(self, item: Routed | Tick) -> datetime:
+        """How far an item moves its domain's time: its event time, but no further than the
+        moment it was accepted plus the allowed clock skew. An event dated ahead is still placed
+        at its own time (held until time gets there); it cannot fire timers early."""
+        if isinstance(item, Routed) and item.event.recorded_at is not None:
+            return min(item.occurred_at, item.event.recorded_at + self.rules.clock_skew)
+        return item.occurred_at
 
     def flush(self, state: DomainState) -> list[DerivedBase]:
         """Release every held event (end of an offline replay), without running timers past them."""
@@ -277,9 +286,14 @@ class Correlator:
         return due
 
     def _on_action(self, state: DomainState, action: OperatorActions) -> list[DerivedBase]:
-        """A shift lead's action on an open incident; on a closed or unknown one, nothing."""
+        """A shift lead's action on an open incident; on a closed or unknown one, nothing.
+
+        An incident has one owner: a second acknowledgement (two leads, or a lead and a mail
+        link, racing past the HTTP check) is ignored, so the first owner stays."""
         incident = state.incidents.get(action.incident_id)
         if incident is None:
+            return []
+        if isinstance(action, IncidentAcknowledged) and incident.acknowledged_by is not None:
             return []
         common = {
             "occurred_at": action.occurred_at,
@@ -945,7 +959,10 @@ class Correlator:
                 incident = state.incidents[event.incident_id]
                 state.incidents[event.incident_id] = incident.model_copy(update={"phase": "stale"})
             case AcknowledgementRecorded():
-                self._update(state, event.incident_id, acknowledged_by=event.by)
+                # Streams written before acknowledgements were idempotent may hold a second one.
+                owned = state.incidents.get(event.incident_id)
+                if owned is not None and owned.acknowledged_by is None:
+                    self._update(state, event.incident_id, acknowledged_by=event.by)
             case CauseRecorded():
                 self._update(state, event.incident_id, cause=event.cause)
             case EtrRecorded():

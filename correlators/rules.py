@@ -67,6 +67,12 @@ class CorrelationRules(BaseModel):
 
     lateness_seconds: float = Field(default=0, ge=0)
     dedupe_hours: float = Field(default=48, gt=0)
+    # How far ahead of the service's clock an event's time may be (senders' clocks drift);
+    # the edge refuses more, and an event moves its domain's time no further than the moment
+    # it was accepted plus this.
+    clock_skew_seconds: float = Field(default=300, ge=0)
+    # How far ahead planned works and ETRs may reach: a year and a month.
+    plan_ahead_days: float = Field(default=400, gt=0)
     severity_warning_customers: int = 50
     severity_critical_customers: int = 500
     heat: UtilityRules
@@ -82,6 +88,14 @@ class CorrelationRules(BaseModel):
     @property
     def dedupe_horizon(self) -> timedelta:
         return timedelta(hours=self.dedupe_hours)
+
+    @property
+    def clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew_seconds)
+
+    @property
+    def plan_ahead(self) -> timedelta:
+        return timedelta(days=self.plan_ahead_days)
 
     def for_utility(self, utility: str) -> UtilityRules:
         rules: UtilityRules = getattr(self, utility)

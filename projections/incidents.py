@@ -209,7 +209,8 @@ class IncidentBook:
                 view.resolved_by = event.by
                 who = f" by {event.by}" if event.by else ""
                 self._note(view, event, f"restored{who}: {event.reason}")
-            case AcknowledgementRecorded():
+            case AcknowledgementRecorded() if view.acknowledged_by is None:
+                # The first owner stays: one "acknowledged by" line even if a second slipped in.
                 view.acknowledged_by, view.acknowledged_at = event.by, event.occurred_at
                 self._note(
                     view,

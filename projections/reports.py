@@ -6,7 +6,8 @@
     callbacks(store, incident) every caller of a restored incident, once per caller
 
 SQL stays to what ClickHouse 18.16 and chDB 26 both run (FINAL reads, plain aggregates, no
-joins); the arithmetic over the few rows a report has is done here, in Python.
+joins); the arithmetic over the few rows a report has is done here, in Python. Every CSV cell
+that a spreadsheet would run as a formula is neutralised (`spreadsheet_safe`).
 """
 
 import csv
@@ -22,6 +23,10 @@ from projections.sql import one_of, render
 from projections.store import Store
 
 ACTIVE_STATES = ("suspected", "confirmed", "stale")
+# Excel, LibreOffice and Google Sheets run a cell that starts with one of these as a formula
+# (OWASP "CSV Injection"); a caller's "=HYPERLINK(...)" would reach the shift lead's sheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+EPOCH = date(1970, 1, 1)
 
 
 class ReportError(ValueError):
@@ -56,7 +61,7 @@ class Report:
             out.write(f"# {section.title}\n")
             writer = csv.DictWriter(out, fieldnames=section.columns, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows({k: _text(v) for k, v in row.items()} for row in section.rows)
+            writer.writerows({k: _cell(v) for k, v in row.items()} for row in section.rows)
             out.write("\n")
         return out.getvalue()
 
@@ -99,6 +104,33 @@ def _text(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def spreadsheet_safe(text: str) -> str:
+    """The text with a leading ' if a spreadsheet would read it as a formula (shown as is)."""
+    if text.startswith(FORMULA_STARTS) or text.lstrip(" ").startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def _cell(value: Any) -> str:
+    # A number of ours is data, not a formula: -1.5 stays a number in the sheet.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _text(value)
+    return spreadsheet_safe(_text(value))
+
+
+def report_day(day: date, today: date | None) -> date:
+    """`day` if a daily report can be made for it: from 1970-01-01 to a day after `today`.
+
+    Later days have no data, and 9999-12-31 overflows the window (its end is a day later)."""
+    latest = today + timedelta(days=1) if today else date.max - timedelta(days=1)
+    if not EPOCH <= day <= latest:
+        raise ReportError(
+            f"date must be between {EPOCH.isoformat()} and {latest.isoformat()}, "
+            f"not {day.isoformat()}"
+        )
+    return day
 
 
 def _jsonable(value: Any) -> Any:
@@ -158,6 +190,7 @@ def daily(
 ) -> Report:
     """The day's report (UTC day). `deadlines`: handling deadline per utility; an incident
     still open counts as open until `now` (or the end of the day, if that is earlier)."""
+    report_day(day, now.date() if now else None)
     start = datetime.combine(day, time(), tzinfo=UTC)
     end = start + timedelta(days=1)
     until = min(end, now) if now else end

@@ -40,7 +40,7 @@ from events.inbound import CallReported, PlannedWorkCancelled, PlannedWorkSchedu
 from topology.model import Topology
 
 Rows = dict[str, list[dict[str, Any]]]
-INBOUND_TOPICS = ("calls", "scada", "planned-works")
+INBOUND_TOPICS = ("calls", "history", "scada", "planned-works")  # history: offline calls
 
 
 def keyed_hash(key: bytes, value: str) -> str:
@@ -284,7 +284,8 @@ class Projector:
             case IncidentRestored():
                 update |= {"state": "restored", "restored_at": at, "resolved_by": event.by or ""}
             case AcknowledgementRecorded():
-                update |= {"acknowledged_by": event.by, "acknowledged_at": at}
+                if not row.acknowledged_by:  # the first owner stays, as on the incident book
+                    update |= {"acknowledged_by": event.by, "acknowledged_at": at}
             case CauseRecorded():
                 update["cause"] = event.cause
             case EtrRecorded():

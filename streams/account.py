@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import math
 import re
 import secrets
 import time
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from access.limits import LoginThrottle
 from access.roles import ROLES, Permission
 from access.store import KEY_PREFIX, AccessError
 from streams.openapi import document
@@ -94,6 +96,11 @@ def html_response(body: str, status: int = 200) -> web.Response:
 
 def register(service: Service, api: Api) -> None:
     op, store = api.op, api.access
+    throttle = LoginThrottle.standard(
+        per_name=service.settings.login_attempts,
+        per_address=service.settings.login_address_attempts,
+        per_minute=service.settings.login_failures_per_minute,
+    )
 
     def set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int) -> None:
         response.set_cookie(
@@ -141,7 +148,8 @@ def register(service: Service, api: Api) -> None:
             303: "logged in (form)",
             401: "wrong name or password",
             403: "the login form's token is missing or wrong",
-            429: "too many failed logins for this name (see Retry-After)",
+            429: "too many failed logins for this name, address or service (see Retry-After)",
+            503: "too many password checks at once (see Retry-After)",
         },
     )
     async def post_login(call: Call) -> web.StreamResponse:
@@ -152,20 +160,30 @@ def register(service: Service, api: Api) -> None:
         sent = str(fields.get("csrf_token", ""))
         if not expected or not same_secret(sent, expected):
             raise Rejected(403, "login form expired or forged: open /login again")
-        wait = api.login_failures.blocked_for(name, time.monotonic())
+        # The TCP peer: behind a reverse proxy that is the proxy, so its clients share one
+        # address's limit (no X-Forwarded-For is trusted: any client could write one).
+        address = call.request.remote or ""
+        # No user's name is longer than 64: a longer one is kept as its first 65 characters.
+        who = name[:65]
+        wait, limit = throttle.wait(who, address, time.monotonic())
         if wait > 0:
-            rejection = Rejected(429, f"too many failed logins for {name!r}; retry in {wait:.0f} s")
-            rejection.headers["Retry-After"] = str(int(wait) + 1)
+            seconds = max(1, math.ceil(wait))
+            by = {"name": f"for {who!r}", "address": "from your address"}.get(
+                limit, "on this service"
+            )
+            rejection = Rejected(429, f"too many failed logins {by}; retry in {seconds} s")
+            rejection.headers["Retry-After"] = str(seconds)
             raise rejection
-        principal = await asyncio.to_thread(store.verify_password, name, password)
+        # argon2 runs in its own lane: key and session lookups never queue behind it.
+        principal = await api.passwords.run(lambda: store.verify_password(name, password))
         if principal is None:
-            api.login_failures.failed(name, time.monotonic())
+            throttle.failed(who, address, time.monotonic())
             if call.is_form():
                 return html_response(
                     login_page(expected, target, "Wrong user name or password."), 401
                 )
             raise Rejected(401, "wrong user name or password")
-        api.login_failures.succeeded(name)
+        throttle.succeeded(who, address)
         token, session = await asyncio.to_thread(
             store.open_session, principal, api.session_lifetime
         )

@@ -11,8 +11,6 @@ worker killed exactly there sends that one notification again from its successor
 """
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import uuid
 from collections import deque
@@ -23,6 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError
 
+from alerting.ack_link import ack_link
 from alerting.notify import Delivery, Dispatcher, Notification, default_links, deliver
 from alerting.roster import shift_starts
 
@@ -32,21 +31,15 @@ if TYPE_CHECKING:
 log = structlog.get_logger("outage.alerts")
 
 
-def ack_token(key: bytes, incident_id: str) -> str:
-    """The token of an incident's one-click acknowledge link (HMAC: links cannot be forged)."""
-    message = f"ack:{incident_id}".encode("utf-8", "surrogatepass")  # ids from URLs can be odd
-    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
-
-
-def links_for(service: "Service", alert: dict[str, Any]) -> dict[str, str]:
+def links_for(service: "Service", alert: dict[str, Any], now: datetime) -> dict[str, str]:
+    """The incident's links; the acknowledge link works for OUTAGE_ACK_LINK_HOURS from `now`."""
     config = service.alerting
     assert config is not None
     links = default_links(config.public_url, alert)
     if config.public_url and alert.get("incident_id"):
-        incident = alert["incident_id"]
-        token = ack_token(service.hash_key, incident)
-        links["acknowledge"] = (
-            f"{config.public_url.rstrip('/')}/v1/incidents/{incident}/acknowledge?token={token}"
+        lifetime = timedelta(hours=service.settings.ack_link_hours)
+        links["acknowledge"] = ack_link(
+            config.public_url, service.hash_key, alert["incident_id"], now, lifetime
         )
     return links
 
@@ -175,8 +168,9 @@ async def feed_alerts(service: "Service") -> None:
                 for records in batch.values():
                     for message in records:
                         alert = json.loads(message.value or b"{}")
+                        now = datetime.now(UTC)
                         deliveries = await dispatcher.dispatch(
-                            alert, datetime.now(UTC), links_for(service, alert)
+                            alert, now, links_for(service, alert, now)
                         )
                         for delivery in deliveries:
                             body = record(delivery, alert)

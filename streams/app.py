@@ -42,6 +42,7 @@ from aiokafka.partitioner import murmur2
 
 from access.store import AccessStore
 from alerting.config import AlertingConfig, OneOffSilence
+from correlators.admission import RecentIds, Refused, TimeBounds, admit, content_digest
 from correlators.correlator import Correlator
 from correlators.routing import Unroutable, route
 from correlators.state import DomainState
@@ -79,7 +80,7 @@ INBOUND_TOPICS = {
 
 
 RESYNC: dict[str, Any] = {"resync": True}  # tells a live page to take a new snapshot
-PERSONAL_TOPICS = frozenset({"calls", "correlate", "dead-letter"})
+PERSONAL_TOPICS = frozenset({"calls", "history", "correlate", "dead-letter"})
 SEEN = b"\x00"  # table keys "domain\x00event id" are dedupe ids; plain "domain" is the snapshot
 
 
@@ -124,6 +125,11 @@ class Service:
     silences: dict[str, OneOffSilence] = field(default_factory=dict)  # set at run time, by id
     subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)  # live pages
     phone_book: PhoneBook = field(default_factory=lambda: PhoneBook({}))
+    recent_ids: RecentIds = field(default_factory=RecentIds)  # event id -> content, to refuse reuse
+
+    @cached_property
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds.of(self.correlator.rules)
 
     @property
     def bootstrap(self) -> str:
@@ -166,6 +172,13 @@ class Service:
         topic = self.topics[INBOUND_TOPICS[event.type]]
         future = await topic.send(key=key.encode(), value=encode(event))
         await future
+
+    async def publish_history(self, events: list[tuple[Any, str]]) -> None:
+        """Send calls recorded offline, keyed by domain, to `history` (read by the projector
+        only) and wait until the broker has every one."""
+        topic = self.topics["history"]
+        pending = [await topic.send(key=key.encode(), value=encode(e)) for e, key in events]
+        await asyncio.gather(*pending)
 
     async def dead_letter(self, source: str, payload: bytes | None, reason: str) -> None:
         body = {
@@ -249,6 +262,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
     topic("alerts")
     topic("dead-letter")
     topic("silences")
+    topic("history")  # calls recorded offline: the projector's, never correlated
     table = app.Table(
         "domain-state",
         default=None,
@@ -278,7 +292,7 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
         @app.agent(inbound, name=f"ingest-{source}")
         async def ingest_source(stream: Any) -> None:
             async for event in stream.events():
-                await ingest(service, source, event.value)
+                await ingest(service, source, event.value, event.message.timestamp)
 
     for source, inbound in (
         ("calls", calls),
@@ -303,7 +317,12 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
             return  # partitions are moving: the next owner ticks its domains
         now = time.time()
         for domain, state in list(service.states.items()):
-            at = tick_time(state, service.clocks.get(domain), now)
+            try:
+                at = tick_time(state, service.clocks.get(domain), now)
+            except (ValueError, OverflowError, OSError):
+                # A clock no event should have made; the worker (and its API) must live on.
+                log.exception("tick.skipped", domain=domain)
+                continue
             if at is not None:
                 message = Tick(domain=domain, occurred_at=at).model_dump_json().encode()
                 await correlate_topic.send(key=domain.encode(), value=message)
@@ -440,22 +459,36 @@ def resync(queue: asyncio.Queue[dict[str, Any]]) -> None:
     queue.put_nowait(RESYNC)
 
 
-async def ingest(service: Service, source: str, payload: bytes | None) -> None:
-    """Validate and route one inbound message; anything wrong goes to dead-letter."""
+async def ingest(
+    service: Service, source: str, payload: bytes | None, received_at: float | None = None
+) -> None:
+    """Validate and route one inbound message; anything wrong goes to dead-letter.
+
+    `received_at`: when the broker got the record (its timestamp, wall seconds). An event
+    written straight to a topic is stamped accepted then; the admission checks of the edge run
+    again against that moment, so an event no edge saw cannot move a domain's clock either.
+    """
     try:
-        event = decode_inbound(payload or b"")
+        event = accepted(decode_inbound(payload or b""), received_at)
+        admit(event, event.recorded_at, service.time_bounds)
+        digest = content_digest(event)
+        if service.recent_ids.conflicts(event.event_id, digest):
+            raise Refused(
+                "event_id", f"event_id {event.event_id!r} was used before for other content"
+            )
         if event.type in ACTION_TYPES:
             # An action names an incident: after a restart, wait until the book knows them all.
             while not service.book_caught_up:
                 await asyncio.sleep(0.1)
         routed = await route_event(service, event)
-    except (EventRejected, Unroutable) as error:
+    except (EventRejected, Unroutable, Refused) as error:
         await service.dead_letter(source, payload, error.reason)
         return
     except Exception as error:  # a bug must not stop the worker: park the message, say why
         log.exception("ingest.failed", source=source)
         await service.dead_letter(source, payload, f"internal error: {type(error).__name__}")
         return
+    service.recent_ids.remember(event.event_id, digest)
     service.count(f"in_{source}")
     # Caller and notes are masked by the log processor (streams/logs.py), even at DEBUG.
     log.debug(
@@ -470,6 +503,21 @@ async def ingest(service: Service, source: str, payload: bytes | None) -> None:
         await service.topics["correlate"].send(
             key=item.domain.encode(), value=item.model_dump_json().encode()
         )
+
+
+def accepted(event: Any, received_at: float | None) -> Any:
+    """The event with `recorded_at` set: the edge's stamp, or the broker's record time when
+    none was given or the given one is later (a sender's clock cannot date its own acceptance)."""
+    if received_at is None or received_at <= 0:
+        return (
+            event
+            if event.recorded_at is not None
+            else event.model_copy(update={"recorded_at": datetime.now(UTC)})
+        )
+    broker_time = datetime.fromtimestamp(received_at, UTC)
+    if event.recorded_at is not None and event.recorded_at <= broker_time:
+        return event
+    return event.model_copy(update={"recorded_at": broker_time})
 
 
 async def route_event(service: Service, event: Any) -> list[Routed]:
@@ -570,7 +618,10 @@ def tick_time(state: DomainState, clock: DomainClock | None, now: float) -> date
     """
     if state.is_idle or clock is None or clock.lag is None:
         return None
-    at = datetime.fromtimestamp(now - clock.lag, UTC)
+    try:  # never ahead of the wall clock, and never off the calendar
+        at = datetime.fromtimestamp(now - max(0.0, clock.lag), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
     if state.watermark is not None and at <= state.watermark:
         return None  # time is already there
     return at
@@ -598,9 +649,7 @@ async def correlate_one(
         new_id = (
             item.event_id if isinstance(item, Routed) and item.event_id not in state.seen else None
         )
-        moves_time = new_id is not None and (
-            state.watermark is None or item.occurred_at >= state.watermark
-        )
+        watermark_before = state.watermark
         seen_before = state.seen
         derived = service.correlator.handle(state, item)
     except Exception as error:
@@ -614,9 +663,11 @@ async def correlate_one(
     await publish_derived(service, derived)
     if new_id is not None:
         clock.seq += 1
-        if moves_time:
+        if state.watermark is not None and state.watermark != watermark_before:
             wall = received_at if received_at else time.time()
-            clock.lag = wall - item.occurred_at.timestamp()
+            # Never negative: ticks run no further than the wall clock, whatever an event's
+            # time (it moved the watermark at most the allowed skew ahead: Correlator).
+            clock.lag = max(0.0, wall - state.watermark.timestamp())
     save_state(service, state, clock, new_id, seen_before)
 
 
@@ -695,7 +746,8 @@ def recover_states(service: Service) -> None:
         body = json.loads(value)
         if "state" in body:
             states[domain] = DomainState.model_validate(body["state"])
-            clocks[domain] = DomainClock(seq=body.get("seq") or 0, lag=body.get("lag"))
+            lag = body.get("lag")  # a negative lag (saved before it was bounded) runs ahead
+            clocks[domain] = DomainClock(seq=body.get("seq") or 0, lag=lag and max(0.0, lag))
         else:  # a snapshot from before the numbering: every id counts as folded
             states[domain] = DomainState.model_validate(body)
             clocks[domain] = DomainClock(seq=-1)
@@ -724,7 +776,9 @@ async def publish_derived(service: Service, derived: list[DerivedBase]) -> None:
         if isinstance(event, AlertRaised):
             service.count("alerts")
             topic = service.topics["alerts"]
-            pending.append(await topic.send(key=event.incident_id.encode(), value=body, force=True))
+            # Keyed by domain: incidents merge only within one, so one alert feed sees all the
+            # alerts a merge groups into one notification (alerting/group.py).
+            pending.append(await topic.send(key=event.domain.encode(), value=body, force=True))
             log.info(
                 "alert.raised",
                 incident_id=event.incident_id,

@@ -5,7 +5,8 @@
     GET  /v1/calls/{event_id}                         what became of a call
     GET  /v1/incidents, /v1/incidents/{id}            active incidents; one with its timeline
     POST /v1/incidents/{id}/acknowledge|cause|etr|resolve   a shift lead's action -> 202
-    GET  /v1/incidents/{id}/acknowledge?token=         the one-click link in a notification
+    GET  /v1/incidents/{id}/acknowledge?expires=&token=   a notification's link: a page, no change
+    POST /v1/incidents/{id}/acknowledge-link          that page's button -> 202 (200: owned already)
     GET  /v1/notifications?status=delivered|failed|silenced   what was sent, to whom, how
     GET  /v1/reports/daily?date=&format=              daily report: json, csv, table or png
     GET  /v1/reports/handover?format=                 shift handover
@@ -25,24 +26,28 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import structlog
 from aiohttp import web
 
 from access.roles import Permission
+from alerting.ack_link import refusal
+from correlators.admission import Refused, admit, content_digest
 from correlators.routing import Unroutable, route
 from events.codec import EventRejected, decode_inbound
 from projections.chart import calls_per_hour_png
 from projections.incidents import IncidentView, agent_sentence
-from projections.reports import Report, ReportError, callbacks, daily, handover
+from projections.reports import Report, ReportError, callbacks, daily, handover, report_day
 from projections.store import StoreUnavailable
-from streams.alert_feed import ack_token, recent_notifications
+from streams.ack_page import confirm_page, done_page, owned_page, refused_page, wants_html
+from streams.alert_feed import recent_notifications
 from streams.projection_feed import projection_lag
-from streams.web import SECURITY_HEADERS, Api, Call, Param, Rejected, same_secret
-from topology.model import Topology, UnresolvedLocation
+from streams.web import SECURITY_HEADERS, Api, Call, Param, Rejected
+from topology.model import Topology, UnresolvedLocation, Utility
 from topology.phones import digits
 
 if TYPE_CHECKING:
@@ -68,6 +73,15 @@ REPORT_FORMAT = Param(
     "json, csv, table or png",
     schema={"type": "string", "enum": ["json", "csv", "table", "png"]},
 )
+ACK_LINK_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["token", "expires"],
+    "properties": {
+        "token": {"type": "string", "minLength": 1, "maxLength": 64},
+        "expires": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+    },
+}
 
 
 def incident_json(
@@ -114,12 +128,13 @@ def register(service: Service, api: Api) -> None:
         if event.type not in ENDPOINT_TYPES[endpoint]:
             expected = " or ".join(sorted(ENDPOINT_TYPES[endpoint]))
             raise Rejected(400, f"/v1/{endpoint} takes {expected}, not {event.type}")
+        event = admitted(call, event)
         try:
             routed = route(topology, event)
         except Unroutable as error:
             raise Rejected(422, error.reason, suggestions=error.suggestions) from None
-        event = event.model_copy(update={"recorded_at": datetime.now(UTC), "recorded_by": call.by})
         await service.publish_inbound(event, key=routed[0].domain)
+        service.recent_ids.remember(event.event_id, content_digest(event))
         first = routed[0]
         return web.json_response(
             {
@@ -130,6 +145,79 @@ def register(service: Service, api: Api) -> None:
                 "resolved_by": first.resolved_by,
             },
             status=202,
+        )
+
+    def admitted(call: Call, event: Any, *, history: bool = False) -> Any:
+        """The event stamped as accepted now by this caller, once its times can be placed
+        (correlators/admission.py) and its id is not taken by other content."""
+        now = datetime.now(UTC)
+        try:
+            admit(event, now, service.time_bounds, history=history)
+        except Refused as refusal:
+            raise Rejected(400, refusal.reason, field=refusal.field) from None
+        if service.recent_ids.conflicts(event.event_id, content_digest(event)):
+            raise Rejected(
+                409,
+                f"event_id {event.event_id!r} was accepted before with other content: "
+                "give each event its own id (a resend must repeat the event unchanged)",
+                field="event_id",
+            )
+        return event.model_copy(update={"recorded_at": now, "recorded_by": call.by})
+
+    @op(
+        "POST",
+        "/v1/history",
+        Permission.REPORT_CALL,
+        "Calls recorded offline (any age): kept for reports, never correlated or paged",
+        body={
+            "oneOf": [
+                _ref("call"),
+                {
+                    "type": "object",
+                    "required": ["events"],
+                    "properties": {
+                        "events": {"type": "array", "items": _ref("call"), "maxItems": 500}
+                    },
+                },
+            ]
+        },
+        rate_limited=True,
+        responses={202: "all accepted", 400: "one is not valid (none taken)", 409: "id reused"},
+    )
+    async def post_history(call: Call) -> web.Response:
+        body = await call.body()
+        if call.request.content_type != "application/json":
+            raise Rejected(415, "send the calls as application/json")
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            raise Rejected(400, f"malformed JSON: {error}") from None
+        items = (
+            parsed.get("events") if isinstance(parsed, dict) and "events" in parsed else [parsed]
+        )
+        if not isinstance(items, list) or not 1 <= len(items) <= 500:
+            raise Rejected(400, "events must be a list of 1 to 500 call_reported events")
+        taken: list[tuple[Any, str]] = []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise EventRejected("an event must be a JSON object")
+                event = admitted(call, decode_inbound(item), history=True)
+                domain = route(topology, event)[0].domain
+            except EventRejected as error:
+                raise Rejected(400, f"events[{index}]: {error.reason}", index=index) from None
+            except Unroutable as error:
+                raise Rejected(422, f"events[{index}]: {error.reason}", index=index) from None
+            except Rejected as rejection:
+                rejection.reason = f"events[{index}]: {rejection.reason}"
+                rejection.extra["index"] = index
+                raise
+            taken.append((event, domain))
+        await service.publish_history(taken)
+        for event, _ in taken:
+            service.recent_ids.remember(event.event_id, content_digest(event))
+        return web.json_response(
+            {"status": "accepted", "event_ids": [e.event_id for e, _ in taken]}, status=202
         )
 
     ingest = {
@@ -158,19 +246,37 @@ def register(service: Service, api: Api) -> None:
     async def post_planned_work(call: Call) -> web.Response:
         return await accept(call, "planned-works")
 
+    # Lookups get their own limit per key or user: 8 clients looking up addresses pushed /health
+    # to p50 536 ms (issue 15). Text is capped at 200 characters, as type-ahead cuts it: a
+    # 7.7 KB address held the event loop for ~50 ms.
+    lookup_limit = api.limit("lookup", service.settings.lookup_rate, service.settings.lookup_burst)
+    utilities = Param(
+        "utility", "heat, power, ...", schema={"type": "string", "enum": list(get_args(Utility))}
+    )
+
     @op(
         "GET",
         "/v1/outages",
         Permission.LOOKUP,
         "Is there a known fault at this place?",
         query=(
-            Param("q", "one search box: an address, a premise or building id, a phone number"),
-            Param("premise", "premise id"),
-            Param("building", "building id"),
-            Param("address", "street address, fuzzy"),
-            Param("utility", "heat, power, ..."),
+            *(
+                Param(name, description, schema={"type": "string", "maxLength": 200})
+                for name, description in (
+                    ("q", "one search box: an address, a premise or building id, a phone number"),
+                    ("premise", "premise id"),
+                    ("building", "building id"),
+                    ("address", "street address, fuzzy"),
+                )
+            ),
+            utilities,
         ),
-        responses={200: "the answer", 404: "place not found, with suggestions"},
+        responses={
+            200: "the answer",
+            404: "place not found, with suggestions",
+            503: "too many address lookups at once (see Retry-After)",
+        },
+        rate_limited=lookup_limit,
     )
     async def get_outages(call: Call) -> web.Response:
         query = call.query
@@ -196,13 +302,16 @@ def register(service: Service, api: Api) -> None:
                 address = text
         if not (premise or building or address):
             raise Rejected(400, "give q= (or premise=, building= or address=)")
+        utility = query.get("utility")
         try:
-            found = topology.resolve(
-                premise_id=premise,
-                building_id=building,
-                address=address,
-                utility=query.get("utility"),
-            )
+            if address:  # fuzzy matching is pure Python: on a thread, not the event loop
+                found = await api.matching.run(
+                    lambda: topology.resolve(
+                        premise_id=premise, building_id=building, address=address, utility=utility
+                    )
+                )
+            else:  # ids are dict hits
+                found = topology.resolve(premise_id=premise, building_id=building, utility=utility)
         except UnresolvedLocation as error:
             suggestions = [s.model_dump() for s in error.suggestions]
             raise Rejected(404, error.reason, suggestions=suggestions) from None
@@ -254,17 +363,16 @@ def register(service: Service, api: Api) -> None:
         "/v1/suggest",
         Permission.LOOKUP,
         "Addresses for type-ahead",
-        query=(
-            Param("q", "the text typed so far", required=True),
-            Param("utility", "heat, power, ..."),
-        ),
-        responses={200: "up to 8 addresses"},
+        query=(Param("q", "the text typed so far", required=True), utilities),
+        responses={200: "up to 8 addresses", 503: "too many address lookups at once"},
+        rate_limited=lookup_limit,
     )
     async def get_suggestions(call: Call) -> web.Response:
-        text = call.query["q"].strip()[:200]
+        text = call.query["q"].strip()[:200]  # typing on: a longer text is cut, not refused
         if len(text) < 2:
             return web.json_response({"suggestions": []})
-        found = topology.suggest(text, limit=8, utility=call.query.get("utility"))
+        utility = call.query.get("utility")
+        found = await api.matching.run(lambda: topology.suggest(text, limit=8, utility=utility))
         return web.json_response({"suggestions": [s.model_dump() for s in found]})
 
     @op(
@@ -393,11 +501,14 @@ def register(service: Service, api: Api) -> None:
     )
     async def get_daily_report(call: Call) -> web.Response:
         raw = call.query.get("date")
+        now = datetime.now(UTC)
         try:
-            day = date.fromisoformat(raw) if raw else datetime.now(UTC).date()
+            day = report_day(date.fromisoformat(raw) if raw else now.date(), now.date())
+        except ReportError as error:
+            raise Rejected(400, str(error)) from None
         except ValueError:
             raise Rejected(400, f"date must be YYYY-MM-DD, not {raw!r}") from None
-        return await report(call, lambda store: daily(store, day, deadlines, datetime.now(UTC)))
+        return await report(call, lambda store: daily(store, day, deadlines, now))
 
     @op(
         "GET",
@@ -480,13 +591,28 @@ def register(service: Service, api: Api) -> None:
             raise Rejected(400, "status must be delivered, failed or silenced")
         return web.json_response({"notifications": recent_notifications(service, status)})
 
+    def owner(incident: IncidentView) -> dict[str, Any]:
+        """Who acknowledged first: the answer to every later acknowledgement of the incident."""
+        at = incident.acknowledged_at
+        return {
+            "incident_id": incident.incident_id,
+            "status": "already_acknowledged",
+            "acknowledged_by": incident.acknowledged_by,
+            "acknowledged_at": at.isoformat() if at else None,
+        }
+
     async def act(call: Call, incident_id: str, kind: str, fields: dict[str, Any]) -> web.Response:
-        """Validate and publish a shift lead's action on an open incident."""
+        """Validate and publish a shift lead's action on an open incident.
+
+        Acknowledging is idempotent: an incident someone owns keeps its owner, the answer is 200
+        naming them and nothing is published (the correlator ignores a racing second one too)."""
         incident = service.book.incidents.get(incident_id)
         if incident is None:
             raise Rejected(404, f"no incident {incident_id!r}")
         if not incident.active:
             raise Rejected(409, f"incident {incident_id!r} is {incident.state}")
+        if kind == "incident_acknowledged" and incident.acknowledged_by:
+            return web.json_response(owner(incident))
         try:
             event = decode_inbound(
                 {
@@ -506,20 +632,90 @@ def register(service: Service, api: Api) -> None:
             {"event_id": event.event_id, "incident_id": incident_id}, status=202
         )
 
+    async def follow_link(call: Call, token: str, expires: str, *, confirmed: bool) -> web.Response:
+        """The acknowledge link: opened (a page; nothing changes) or confirmed by its button.
+
+        The token is checked first, so a guessed link learns nothing about the incident."""
+        incident_id = call.params["incident_id"]
+        page = wants_html(call.request) or not confirmed  # the link itself is opened to read
+        reason = refusal(service.hash_key, incident_id, token, expires, datetime.now(UTC))
+        if reason:
+            raise Rejected(403, reason)
+        incident = service.book.incidents.get(incident_id)
+        if incident is None:
+            raise Rejected(404, f"no incident {incident_id!r}")
+        if not incident.active:
+            raise Rejected(409, f"incident {incident_id!r} is {incident.state}")
+        if incident.acknowledged_by:
+            return owned_page(incident) if page else web.json_response(owner(incident))
+        if not confirmed:
+            return confirm_page(incident, token, expires)
+        response = await act(
+            call, incident_id, "incident_acknowledged", {"by": "notification link"}
+        )
+        return done_page(incident_id) if page and response.status == 202 else response
+
+    async def as_page(call: Call, answer: Awaitable[web.Response]) -> web.Response:
+        """A refusal a browser can read: a page for the link's visitors, JSON for API clients."""
+        try:
+            return await answer
+        except Rejected as rejection:
+            if wants_html(call.request):
+                return refused_page(rejection.status, rejection.reason)
+            raise
+
+    link_responses = {
+        403: "the link's token is wrong or it expired",
+        404: "no such incident",
+        409: "the incident is no longer active",
+    }
+
     @op(
         "GET",
         "/v1/incidents/{incident_id}/acknowledge",
         "public",
-        "The one-click acknowledge link of a notification (its token is the credential)",
-        query=(Param("token", "the link's token", required=True),),
-        responses={202: "acknowledged", 403: "token not valid", 404: "no such incident"},
+        "The acknowledge link of a notification: a page whose button acknowledges (token and "
+        "expiry are the credential; opening it changes nothing)",
+        query=(
+            Param("token", "the link's token", required=True),
+            # Not required: a link from before expiries gets the 403 page saying so, not a 400.
+            Param("expires", "the link's expiry, unix seconds"),
+        ),
+        produces=("text/html",),
+        responses={200: "the page: a button, or who acknowledged already", **link_responses},
     )
     async def get_acknowledge_link(call: Call) -> web.Response:
-        incident_id = call.params["incident_id"]
-        expected = ack_token(service.hash_key, incident_id)
-        if not same_secret(call.query.get("token", ""), expected):
-            raise Rejected(403, "the link's token is not valid for this incident")
-        return await act(call, incident_id, "incident_acknowledged", {"by": "notification link"})
+        token, expires = call.query.get("token", ""), call.query.get("expires", "")
+        return await as_page(call, follow_link(call, token, expires, confirmed=False))
+
+    @op(
+        "POST",
+        "/v1/incidents/{incident_id}/acknowledge-link",
+        "public",
+        "The acknowledge page's button: acknowledges as 'notification link' unless owned already",
+        body=ACK_LINK_BODY,
+        form=True,
+        produces=("application/json", "text/html"),
+        responses={
+            200: "acknowledged already: who and when (nothing changes)",
+            202: "acknowledged",
+            **link_responses,
+        },
+    )
+    async def post_acknowledge_link(call: Call) -> web.Response:
+        async def answer() -> web.Response:
+            body = await call.fields()
+            extra = sorted(set(body) - {"token", "expires"})
+            if extra:
+                raise Rejected(400, f"unexpected field {extra[0]!r}; send token and expires")
+            token, expires = body.get("token"), body.get("expires")
+            if isinstance(expires, int) and not isinstance(expires, bool):
+                expires = str(expires)
+            if not (isinstance(token, str) and token and isinstance(expires, str) and expires):
+                raise Rejected(400, "send token and expires as the link has them")
+            return await follow_link(call, token, expires, confirmed=True)
+
+        return await as_page(call, answer())
 
     def action(name: str) -> None:
         allowed = ACTION_FIELDS[name]

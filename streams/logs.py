@@ -10,23 +10,40 @@ import sys
 import traceback
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 import structlog
 
 # 9 to 15 digits with the usual separators, not part of a longer token: dates, times and
 # addresses do not match, phone numbers do.
 PHONE = re.compile(r"(?<![\w.:/-])\+?\(?\d(?:[\s().-]{0,2}\d){8,14}(?![\w.:/-])")
+# A run of URL-encoded text: '%2B1%20212%20555%200147' or '1+212+555+0147' in a query string.
+ENCODED = re.compile(r"(?:%[0-9A-Fa-f]{2}|[\w+().-])+")
+# Decoded, a number may run straight into the next parameter's text ('...0147&pad=aaa' once
+# clipped to '...0147aaa'), so there only digits and separators may not follow.
+PHONE_DECODED = re.compile(PHONE.pattern.removesuffix(r"(?![\w.:/-])") + r"(?![\d.:/-])")
 SECRET_KEYS = frozenset({"caller", "phone", "notes"})
 
 
 def mask_phone(text: str) -> str:
-    """'+1 212 555 0147' -> '+1 21*******47': enough to tell calls apart, not to dial."""
+    """'+1 212 555 0147' -> '+1 21*******47': enough to tell calls apart, not to dial.
+
+    URL-encoded numbers (a request line aiohttp could not parse is logged as sent) are decoded
+    and masked too.
+    """
 
     def hide(match: re.Match[str]) -> str:
         value = match.group()
         return value[:5] + "*" * (len(value) - 7) + value[-2:]
 
-    return PHONE.sub(hide, text)
+    def decoded(match: re.Match[str]) -> str:
+        run = match.group()
+        if "%" not in run and "+" not in run:
+            return run
+        plain = unquote_plus(run)
+        return PHONE_DECODED.sub(hide, plain) if PHONE_DECODED.search(plain) else run
+
+    return PHONE.sub(hide, ENCODED.sub(decoded, text))
 
 
 def mask_personal_data(

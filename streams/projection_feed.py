@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("outage.projections")
 
-TOPICS = ("calls", "scada", "planned-works", "incidents")
+TOPICS = ("calls", "history", "scada", "planned-works", "incidents")
 
 
 async def feed_projections(

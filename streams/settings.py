@@ -98,8 +98,35 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="Sustained requests/s per API key or user on ingest."
     )
     ingest_burst: int = Field(default=500, ge=1, description="Requests a key may send at once.")
+    lookup_rate: float = Field(
+        default=100.0,
+        gt=0,
+        description="Sustained lookups/s (/v1/outages, /v1/suggest) per API key or user.",
+    )
+    lookup_burst: int = Field(default=200, ge=1, description="Lookups a key may send at once.")
     login_attempts: int = Field(
-        default=5, ge=1, description="Failed logins per user name in 5 minutes before a 429."
+        default=5,
+        ge=1,
+        description="Failed logins per user name before each further try waits: 1 s, "
+        "doubling up to 60 s (429 with Retry-After; the right password works after it).",
+    )
+    login_address_attempts: int = Field(
+        default=20,
+        ge=1,
+        description="Failed logins per client address before each further try waits: 1 s, "
+        "doubling up to 5 minutes. The address is the TCP peer's (a proxy's, behind one).",
+    )
+    login_failures_per_minute: float = Field(
+        default=60.0,
+        gt=0,
+        description="Failed logins per minute across the service (as many at once) before "
+        "every login waits.",
+    )
+    ack_link_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a notification's one-click acknowledge link works, hours.",
     )
 
     api_key: SecretStr | None = Field(

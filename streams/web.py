@@ -1,10 +1,12 @@
 """The HTTP edge: one table of operations, and the checks every request passes through.
 
 Each operation names the permission it needs; `Api.mount` turns the table into faust views
-that, in this order: authenticate (API key or session cookie), check the role, check the CSRF
-token of a session's state-changing request, apply the ingest rate limit, run the handler, and
-turn any bug into a 500 without a stack trace. The same table gives the OpenAPI document and
-the role-matrix tests, so no endpoint can be added without saying who may call it.
+that, in this order: authenticate (API key or session cookie; public operations ignore
+credentials), check the role, check the CSRF token of a session's state-changing request, apply
+the operation's rate limit, check the query's declared limits, run the handler, and turn any bug
+into a 500 without a stack trace. The same table gives the OpenAPI document and the role-matrix
+tests, so no endpoint can be added without saying who may call it. Requests aiohttp cannot
+parse are answered in the same JSON shape (`JsonErrorsConnection`).
 """
 
 from __future__ import annotations
@@ -13,19 +15,23 @@ import asyncio
 import hmac
 import json
 import math
+import re
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from http import HTTPStatus
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, quote
 
 import structlog
-from aiohttp import web
+from aiohttp import http_exceptions, web, web_protocol, web_server
 from faust.web import View
 
-from access.limits import FailureWindow, TokenBuckets
+from access.limits import TokenBuckets
 from access.roles import Permission, permits, roles_with
 from access.store import AccessStore, Principal, Session
 
@@ -46,6 +52,7 @@ SECURITY_HEADERS = {
 }
 
 Access = Permission | Literal["public", "authenticated"]
+T = TypeVar("T")
 
 
 class Rejected(Exception):
@@ -78,7 +85,8 @@ class Operation:
     body: Mapping[str, Any] | None = None  # JSON Schema of a JSON body
     form: bool = False  # also takes an HTML form (urlencoded)
     responses: Mapping[int, str] = field(default_factory=dict)  # success and specific errors
-    rate_limited: bool = False
+    # True: the ingest limit; or the buckets of another limit (`Api.limit`).
+    rate_limited: bool | TokenBuckets = False
     page: bool = False  # an HTML page: a visitor without a session is sent to /login
     produces: tuple[str, ...] = ("application/json",)  # content types of its 2xx answers
 
@@ -148,6 +156,44 @@ def problem(status: int, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status)
 
 
+class Lane:
+    """A few threads of its own for one kind of slow work, and a cap on how much may wait.
+
+    `asyncio.to_thread` shares the loop's default pool: 48 logins at once (argon2, 64 MiB and
+    0.05-0.2 s each) took the worker from 451 to 835 MiB and kept an API-key lookup queued
+    behind them for 4.5 s (issue 15). In a lane such work waits only for its own kind, and past
+    `threads + waiting` the request gets 503 with Retry-After at once, without the work.
+    """
+
+    def __init__(self, what: str, *, threads: int, waiting: int) -> None:
+        self.what = what
+        self.most = threads + waiting
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=what.replace(" ", "-"))
+        self._lock = threading.Lock()  # the count goes down on the pool's threads
+        self._pending = 0
+
+    async def run(self, work: Callable[[], T]) -> T:
+        with self._lock:
+            if self._pending >= self.most:
+                rejection = Rejected(503, f"too many {self.what} at once; retry in 1 s")
+                rejection.headers["Retry-After"] = "1"
+                raise rejection
+            self._pending += 1
+        future = self._pool.submit(work)
+        # Counted down when the thread is done, not when the request is: a request cancelled
+        # mid-way leaves its work running, and that still takes a slot.
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _done(self, _future: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+
 class Api:
     def __init__(
         self,
@@ -157,15 +203,25 @@ class Api:
         cookie_secure: bool,
         ingest_rate: float,
         ingest_burst: int,
-        login_attempts: int,
+        login_attempts: int | None = None,  # unused: streams/account.py reads login limits
     ) -> None:
         self.access = access
         self.session_lifetime = session_lifetime
         self.cookie_secure = cookie_secure
         self.buckets = TokenBuckets(rate=ingest_rate, burst=ingest_burst)
-        self.login_failures = FailureWindow(limit=login_attempts)
+        self._limits: dict[str, TokenBuckets] = {"ingest": self.buckets}
+        # argon2 takes 64 MiB and 0.05-0.2 s a check: two at once bound both memory and CPU,
+        # and eight waiting are under a second of queue at 0.2 s each (measured on 2 cores).
+        self.passwords = Lane("password checks", threads=2, waiting=8)
+        # Fuzzy address matching is pure Python (0.3-90 ms, docs/BENCHMARKS.md): off the event
+        # loop it cannot stall /health or correlation; the cap bounds the backlog.
+        self.matching = Lane("address lookups", threads=2, waiting=32)
         self.operations: list[Operation] = []
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    def limit(self, name: str, rate: float, burst: int) -> TokenBuckets:
+        """The token buckets called `name`, made on first use: operations may share a limit."""
+        return self._limits.setdefault(name, TokenBuckets(rate=rate, burst=burst))
 
     def op(
         self, method: str, path: str, access: Access, summary: str, **options: Any
@@ -246,12 +302,13 @@ class Api:
         if call.session is not None and operation.method in UNSAFE:
             await self.check_csrf(call)
         if operation.rate_limited:
-            wait = self.buckets.take(call.by, time.monotonic())
+            buckets = self.buckets if operation.rate_limited is True else operation.rate_limited
+            wait = buckets.take(call.by, time.monotonic())
             if wait > 0:
                 rejection = Rejected(
                     429,
-                    f"rate limit: {self.buckets.rate:g} requests/s per key "
-                    f"(burst {self.buckets.burst}); retry in {wait:.2f} s",
+                    f"rate limit: {buckets.rate:g} requests/s per key "
+                    f"(burst {buckets.burst}); retry in {wait:.2f} s",
                 )
                 rejection.headers["Retry-After"] = str(max(1, math.ceil(wait)))
                 raise rejection
@@ -268,6 +325,7 @@ class Api:
     # mounting ----------------------------------------------------------------------------
 
     def mount(self, app: Any) -> None:
+        answer_malformed_requests_as_json()
         by_path: dict[str, dict[str, Operation]] = {}
         for operation in self.operations:
             by_path.setdefault(operation.path, {})[operation.method] = operation
@@ -286,15 +344,18 @@ class Api:
         self, operation: Operation, request: web.Request, params: Mapping[str, str]
     ) -> web.StreamResponse:
         try:
-            principal, session = await self.identify(request)
+            # A public operation needs no credentials, so a stale or mistyped one sent along
+            # (a monitor's header, an old cookie) is no reason to refuse it: it is not read.
+            principal, session = (
+                (None, None) if operation.access == "public" else await self.identify(request)
+            )
             call = Call(request, params, principal, session, self)
             if operation.page and principal is None:
                 target = quote(request.path_qs, safe="")
                 raise web.HTTPSeeOther(f"/login?next={target}")
             await self.authorize(operation, call)
             for param in operation.query:
-                if param.required and not request.query.get(param.name):
-                    raise Rejected(400, f"give {param.name}=<{param.description}>")
+                check_query(param, request.query.get(param.name))
             return await operation.handler(call)
         except Rejected as rejection:
             response = problem(rejection.status, rejection.reason, **rejection.extra)
@@ -315,6 +376,22 @@ class Api:
             return problem(500, f"internal error; the service log has reference {reference}")
 
 
+def check_query(param: Param, value: str | None) -> None:
+    """What the operation table declares of a query parameter: required, maxLength, enum."""
+    if not value and param.required:
+        raise Rejected(400, f"give {param.name}=<{param.description}>")
+    if value is None:
+        return
+    most = param.schema.get("maxLength")
+    if most is not None and len(value) > most:
+        raise Rejected(400, f"{param.name} has {len(value)} characters; at most {most}")
+    allowed = param.schema.get("enum")
+    if allowed is not None and value not in allowed:
+        *first, last = (str(a) for a in allowed)
+        choices = f"{', '.join(first)} or {last}" if first else last
+        raise Rejected(400, f"{param.name} must be {choices}")
+
+
 @web.middleware
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -332,3 +409,73 @@ async def json_errors(
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
     return response
+
+
+def malformed(exc: BaseException | None, line_limit: int) -> str:
+    """Why aiohttp could not read a request, in words that echo none of what was sent."""
+    if isinstance(exc, http_exceptions.LineTooLong):
+        what = f"a request line or header over {line_limit} bytes"
+    elif isinstance(exc, http_exceptions.InvalidURLError):  # its message is the URL itself
+        what = "a URL that cannot be read"
+    else:
+        text = exc.message if isinstance(exc, http_exceptions.HttpProcessingError) else exc
+        # aiohttp's messages name the fault first, then quote the input after ':' or a quote;
+        # whatever comes through is clipped short.
+        what = re.split(r"""[:'"(\n]""", str(text or ""), maxsplit=1)[0].strip()[:80]
+    return f"malformed HTTP request: {what or 'unreadable'}"
+
+
+class JsonErrorsConnection(web_protocol.RequestHandler):
+    """aiohttp's handler of a connection, answering what it cannot parse in our JSON shape.
+
+    A request aiohttp cannot parse (a request line over 8 KB, a bad header token) never
+    reaches a middleware: aiohttp answered it with a text/plain 400 echoing the input, without
+    SECURITY_HEADERS, and logged a multi-line traceback with the input in it (issue 15).
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status == 500:
+            reference = f"{time.time_ns():x}"
+            error, trace = (
+                (type(exc).__name__, "".join(traceback.format_exception(exc)))
+                if exc
+                else (None, None)
+            )
+            log.error("http.failed", reference=reference, error=error, trace=trace)
+            reason = f"internal error; the service log has reference {reference}"
+        elif status > 500:
+            reason = HTTPStatus(status).phrase
+        else:
+            reason = malformed(exc, self.max_line_size)
+            # A TLS handshake on the plain port is what scanners send: not worth an info line.
+            noisy = isinstance(exc, http_exceptions.BadHttpMethod)
+            (log.debug if noisy else log.info)(
+                "http.malformed",
+                remote=request.remote,
+                status=status,
+                reason=reason,
+                # One line, clipped; the log processor masks phone numbers in it.
+                detail=" ".join(str(message or exc or "").split())[:300],
+            )
+        if request.writer.output_size > 0:  # half an answer is out: none can replace it
+            raise ConnectionError("an answer was partly sent; cannot send the error instead")
+        response = problem(status, reason)
+        response.headers.update(SECURITY_HEADERS)
+        response.force_close()
+        return response
+
+
+def answer_malformed_requests_as_json() -> None:
+    """Serve this process's HTTP connections with JsonErrorsConnection.
+
+    aiohttp has no option for that class: its Server makes each connection's RequestHandler
+    by the module-level name, so the name is pointed at the subclass. The worker serves one
+    aiohttp app, faust's (the S3 gate runs in a process of its own).
+    """
+    web_server.RequestHandler = JsonErrorsConnection  # type: ignore[misc]  # no option for it

@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from alerting.ack_link import ack_link
 from alerting.config import AlertingConfig
 from alerting.notify import (
     IDEMPOTENCY_HEADER,
@@ -39,7 +40,8 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)
 SECRET = "webhook-secret"
 SENDER = "outages@example.org"
-LINKS = {"acknowledge": "https://outages.example.org/ack/inc-7"}
+ACK = ack_link("https://outages.example.org", b"key", "inc-7", NOW, timedelta(hours=24))
+LINKS = {"acknowledge": ACK}
 
 
 def alert(domain: str, event_id: str = "alert-1", **fields: Any) -> dict[str, Any]:
@@ -310,6 +312,6 @@ def test_email_reaches_a_real_smtp_server(smtp_server: SmtpServer) -> None:
         "inc-7",
         "feeder-12",
         "412",
-        "acknowledge: https://outages.example.org/ack/inc-7",
+        f"acknowledge: {ACK}",
     ):
         assert text in body

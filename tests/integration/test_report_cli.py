@@ -90,7 +90,17 @@ def test_replay_then_rebuild_then_reports_from_the_command_line(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1] == "caller,first_call,last_call,calls"
-    assert [line.split(",")[0] for line in lines[2:5]] == [A, B, C]
+    # Numbers starting with + would be formulas in a spreadsheet: they arrive as text.
+    assert [line.split(",")[0] for line in lines[2:5]] == [f"'{A}", f"'{B}", f"'{C}"]
 
     done = outage("report", "callbacks", "--incident", "INC-nope", data=tmp_path)
     assert done.returncode == 2 and "no incident 'INC-nope'" in done.stderr
+
+
+def test_a_daily_report_for_a_date_out_of_range_is_refused_with_the_range(tmp_path: Path) -> None:
+    """`--date 9999-12-31` exits 2 naming the days a report can be made for, not a traceback."""
+    for day in ("9999-12-31", "1969-12-31"):
+        done = outage("report", "daily", "--date", day, data=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "date must be between 1970-01-01 and" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,11 +60,17 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 4
 HASH_KEY = "scale-out-test-hash-key"  # both workers hash reporters alike
 SPEED = 1000.0  # event time over wall time while the storm is sent: 6.5 hours in 23 s
-# Out of order by up to a failover (about 5 s, 80 minutes of storm) still lands in place.
-RULES = "lateness_seconds = 10800\n"
+# Out of order by up to a failover (about 5 s, 80 minutes of storm) still lands in place; the
+# storm began three days and an hour ago (below), so ids are remembered (and live events
+# taken) four days back.
+RULES = "lateness_seconds = 10800\ndedupe_hours = 96\n"
 # Four substations of one feeder each: four domains, on partitions 3, 0, 1 and 1 of four.
 ROWS = synthetic_rows(1540, feeders_per_substation=1)
-STORM = Storm(seed=7, faults=14, noise_calls=20, telemetered_faults=3, call_share=0.3)
+# Past, so that the heartbeats three days on (below) are not ahead of the service's clock.
+STARTED = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=3, hours=1)
+STORM = Storm(
+    seed=7, faults=14, noise_calls=20, telemetered_faults=3, call_share=0.3, start=STARTED
+)
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from access.roles import ROLES, parse_roles
+from alerting.ack_link import ack_link
 from streams.broker import EmbeddedBroker
 from streams.web import LOGIN_COOKIE, SESSION_COOKIE
 from tests.integration.conftest import ROOT, Person, Worker, start_worker, wait_for
@@ -32,6 +33,7 @@ PUBLIC, ANYONE = "public", "anyone logged in"
 # The policy, written out on its own: a new endpoint fails the first test until it is here.
 MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/v1/calls"): {A, S},
+    ("POST", "/v1/history"): {A, S},
     ("POST", "/v1/scada"): {OPS},
     ("POST", "/v1/planned-works"): {OPS},
     ("GET", "/v1/outages"): {A, S, OPS},
@@ -47,6 +49,7 @@ MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/v1/incidents/{incident_id}/etr"): {S},
     ("POST", "/v1/incidents/{incident_id}/resolve"): {S},
     ("GET", "/v1/incidents/{incident_id}/acknowledge"): PUBLIC,  # the link's token is the key
+    ("POST", "/v1/incidents/{incident_id}/acknowledge-link"): PUBLIC,  # that page's button
     ("GET", "/v1/notifications"): {S},
     ("GET", "/v1/silences"): {S},
     ("POST", "/v1/silences"): {S},
@@ -419,3 +422,251 @@ def test_the_report_cli_asks_the_service_with_its_key_only(
     assert done.returncode == 2 and "OUTAGE_API_KEY" in done.stderr
     done = report(role_keys[A])
     assert done.returncode == 2 and "shift_lead" in done.stderr
+
+
+def test_a_report_date_out_of_range_is_a_400_naming_the_range(
+    guarded: Worker, role_keys: dict[str, str]
+) -> None:
+    """9999-12-31 (once a 500, OverflowError) and days before 1970: 400 with the days allowed."""
+    lead = bearer(role_keys[S])
+    for day in ("9999-12-31", "1969-12-31", "0001-01-01"):
+        for fmt in ("json", "csv"):
+            path = f"/v1/reports/daily?date={day}&format={fmt}"
+            status, _, answer = send(guarded, "GET", path, headers=lead)
+            assert status == 400, (day, answer)
+            assert "date must be between 1970-01-01 and" in answer["error"]
+
+
+def hash_key(worker: Worker) -> bytes:
+    """The worker's HMAC key (made in its data directory): tests mint links as it does."""
+    return (worker.data / "hash.key").read_text().strip().encode()
+
+
+def open_heat_incident(worker: Worker, building: str) -> str:
+    """Three flats of a heat building call (with a key of their own): its incident's id."""
+    _, key = worker.access.create_key(f"calls-{building}", parse_roles(A))
+    for n in (1, 2, 3):
+        body = json.dumps(call_body(f"{building}-0{n}")).encode()
+        assert send(worker, "POST", "/v1/calls", body, bearer(key))[0] == 202
+    found = wait_for(
+        lambda: (
+            (a := worker.get(f"/v1/outages?premise={building}-04")[1])["status"] == "known_fault"
+            and a
+        )
+    )
+    return str(found["incident"]["incident_id"])
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+FORM = {**BROWSER, "content-type": "application/x-www-form-urlencoded"}
+
+
+def test_the_acknowledge_link_opens_a_page_and_changes_nothing(
+    guarded: Worker, role_keys: dict[str, str]
+) -> None:
+    """A mail scanner's GETs show a page under the CSP; a lead acknowledging later owns it."""
+    incident = open_heat_incident(guarded, "P-HSUB3-B1")
+    link = ack_link(
+        guarded.base, hash_key(guarded), incident, datetime.now(UTC), timedelta(hours=1)
+    )
+    path = link.removeprefix(guarded.base)
+    for _ in range(2):
+        status, headers, page = send(guarded, "GET", path, headers=BROWSER)
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert "form-action 'self'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        assert "<script" not in page and 'href="/static/base.css"' in page
+        assert f'<form method="post" action="/v1/incidents/{incident}/acknowledge-link">' in page
+    # The opened link published nothing: had it acknowledged, it would be the first owner (the
+    # same partition keeps order) and the timeline would have two lines.
+    lead = bearer(role_keys[S])
+    action = f"/v1/incidents/{incident}/acknowledge"
+    assert send(guarded, "POST", action, b"{}", lead)[0] == 202
+    view = wait_for(
+        lambda: (v := guarded.get(f"/v1/incidents/{incident}")[1])["acknowledged_by"] and v
+    )
+    assert view["acknowledged_by"] == "key:only-shift_lead"
+    lines = [e["summary"] for e in view["timeline"] if e["summary"].startswith("acknowledged")]
+    assert lines == ["acknowledged by key:only-shift_lead"]
+
+
+def test_acknowledging_an_owned_incident_names_the_owner_and_publishes_nothing(
+    guarded: Worker, role_keys: dict[str, str]
+) -> None:
+    """The link's button, its page and a lead's POST: 200 with the first owner, no new event."""
+    incident = open_heat_incident(guarded, "P-HSUB1-B3")
+    lead = bearer(role_keys[S])
+    action = f"/v1/incidents/{incident}/acknowledge"
+    assert send(guarded, "POST", action, b'{"note": "crew sent"}', lead)[0] == 202
+    wait_for(lambda: guarded.get(f"/v1/incidents/{incident}")[1]["acknowledged_by"])
+    owner = "key:only-shift_lead"
+    status, _, body = send(guarded, "POST", action, b"{}", lead)
+    assert status == 200 and (body["status"], body["acknowledged_by"]) == (
+        "already_acknowledged",
+        owner,
+    )
+    assert body["acknowledged_at"] and "event_id" not in body
+    link = ack_link(
+        guarded.base, hash_key(guarded), incident, datetime.now(UTC), timedelta(hours=1)
+    )
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    button = f"/v1/incidents/{incident}/acknowledge-link"
+    status, _, body = send(
+        guarded, "POST", button, json.dumps(query).encode(), {"content-type": "application/json"}
+    )
+    assert status == 200 and body["acknowledged_by"] == owner and "event_id" not in body
+    status, _, page = send(guarded, "POST", button, urlencode(query).encode(), FORM)
+    assert status == 200 and owner in page and "<form" not in page
+    status, _, page = send(guarded, "GET", link.removeprefix(guarded.base), headers=BROWSER)
+    assert status == 200 and f"Acknowledged by <strong>{owner}</strong>" in page
+    assert "<form" not in page
+    lines = [
+        e["summary"]
+        for e in guarded.get(f"/v1/incidents/{incident}")[1]["timeline"]
+        if e["summary"].startswith("acknowledged")
+    ]
+    assert lines == [f"acknowledged by {owner}: crew sent"]
+
+
+def test_an_expired_forged_or_old_acknowledge_link_gets_a_403_saying_why(
+    guarded: Worker,
+) -> None:
+    """Past its expiry, another expiry or incident, or no expiry at all: 403, page or JSON."""
+    key, now = hash_key(guarded), datetime.now(UTC)
+    expired = ack_link(guarded.base, key, "INC-none", now - timedelta(days=2), timedelta(days=1))
+    valid = ack_link(guarded.base, key, "INC-none", now, timedelta(hours=1))
+    token, expires = (parse_qs(urlsplit(valid).query)[k][0] for k in ("token", "expires"))
+    base = "/v1/incidents/INC-none/acknowledge"
+    cases = {
+        expired.removeprefix(guarded.base): "expired",
+        f"{base}?{urlencode({'token': token, 'expires': int(expires) + 86400})}": "not valid",
+        f"/v1/incidents/INC-other/acknowledge?{urlencode({'token': token, 'expires': expires})}": (
+            "not valid"
+        ),
+        f"{base}?{urlencode({'token': token})}": "no expiry",  # a link from before expiries
+    }
+    for path, reason in cases.items():
+        status, headers, answer = send(guarded, "GET", path)
+        assert status == 403 and reason in answer["error"], (path, answer)
+        status, headers, page = send(guarded, "GET", path, headers=BROWSER)
+        assert status == 403 and headers["content-type"].startswith("text/html")
+        assert reason in page and "default-src 'self'" in headers["content-security-policy"]
+    button = "/v1/incidents/INC-none/acknowledge-link"
+    forged = urlencode({"token": "0" * 32, "expires": expires}).encode()
+    status, _, page = send(guarded, "POST", button, forged, FORM)
+    assert status == 403 and "not valid" in page
+    # The right token for an incident that does not exist: only then is it named.
+    status, _, answer = send(
+        guarded,
+        "POST",
+        button,
+        json.dumps({"token": token, "expires": expires}).encode(),
+        {"content-type": "application/json"},
+    )
+    assert status == 404 and "INC-none" in answer["error"]
+
+
+# Malformed HTTP, credentials on public endpoints, lookup text (issue 15) --------------------
+
+PHONE_URL_ENCODED = "%2B1%20555%20123%204567"
+
+
+def raw_request(worker: Worker, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Bytes straight onto a socket, for requests no HTTP client would send."""
+    import socket
+
+    url = urlsplit(worker.base)
+    with socket.create_connection((url.hostname or "", url.port or 0), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def malformed_requests(marker: str) -> list[bytes]:
+    """A request line over 8 KB and a bad header token, each with a phone number in it."""
+    path = f"/v1/outages?m={marker}&q={PHONE_URL_ENCODED}&pad={'a' * 9000}"
+    return [
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"GET /health HTTP/1.1\r\nHost: x\r\nBad Header {marker}: +1 555 123 4567\r\n\r\n".encode(),
+    ]
+
+
+def test_malformed_http_gets_a_short_json_400_with_the_security_headers(guarded: Worker) -> None:
+    """What aiohttp cannot parse is answered in our JSON shape, echoing none of it."""
+    for data in malformed_requests("markeranswer"):
+        status, headers, body = raw_request(guarded, data)
+        assert status == 400 and headers["content-type"].startswith("application/json"), body
+        answer = json.loads(body)
+        assert answer["error"].startswith("malformed HTTP request: ") and len(body) < 300
+        assert "555" not in answer["error"] and "markeranswer" not in answer["error"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert "default-src 'self'" in headers["content-security-policy"]
+    assert send(guarded, "GET", "/health")[0] == 200
+
+
+def test_malformed_http_is_logged_as_one_json_line_with_the_number_masked(
+    guarded: Worker,
+) -> None:
+    """One structlog line per malformed request, no traceback, no phone number in clear."""
+    for data in malformed_requests("markerlog"):
+        assert raw_request(guarded, data)[0] == 400
+
+    def logged() -> list[str]:
+        text = guarded.log.read_text(errors="replace")
+        return [line for line in text.splitlines() if "markerlog" in line]
+
+    lines = wait_for(lambda: len(logged()) >= 2 and logged())
+    for line in lines:
+        entry = json.loads(line)  # the whole line is one JSON object
+        assert entry["event"] == "http.malformed" and entry["status"] == 400, entry
+        assert not re.search(r"555\D*123\D*4567", line) and PHONE_URL_ENCODED not in line
+    log = guarded.log.read_text(errors="replace")
+    assert "Error handling request" not in log and "aiohttp.server" not in log
+
+
+def test_public_endpoints_ignore_credentials_they_do_not_need(guarded: Worker) -> None:
+    """/health and /login answer as without them when a wrong Authorization or key is sent."""
+    wrong = [
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        {"X-API-Key": "ock_00000000_garbage"},
+    ]
+    for headers in wrong:
+        assert send(guarded, "GET", "/health", headers=headers)[0] == 200, headers
+        assert send(guarded, "GET", "/login", headers=headers)[0] == 200, headers
+    guarded.access.add_user("agent.pub", "long enough secret", parse_roles(A))
+    _, headers, _ = send(guarded, "GET", "/login")
+    cookie = headers["set-cookie"].split(";")[0]
+    assert cookie.startswith(f"{LOGIN_COOKIE}=")
+    token = cookie.split("=", 1)[1]
+    body = {"name": "agent.pub", "password": "long enough secret", "csrf_token": token}
+    status, _, answer = send(
+        guarded,
+        "POST",
+        "/login",
+        json.dumps(body).encode(),
+        {"content-type": "application/json", "cookie": cookie, **wrong[0]},
+    )
+    assert status == 200 and answer["name"] == "agent.pub", answer
+
+
+def test_lookup_text_over_200_characters_gets_400_saying_so(guarded: Worker) -> None:
+    """A 7.8 KB address or a long q= is refused with the cap; type-ahead cuts its text."""
+    for query, reason in (
+        ({"address": "Birch Street " * 600}, "address has 7800 characters; at most 200"),
+        ({"q": "x" * 201}, "q has 201 characters; at most 200"),
+    ):
+        status, _, body = send(
+            guarded, "GET", f"/v1/outages?{urlencode(query)}", None, guarded.auth
+        )
+        assert status == 400 and body["error"] == reason, body
+    status, _, body = send(
+        guarded, "GET", f"/v1/suggest?{urlencode({'q': 'Birch ' * 100})}", None, guarded.auth
+    )
+    assert status == 200 and isinstance(body["suggestions"], list)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from access.limits import FailureWindow, TokenBuckets
+from access.limits import Backoff, LoginThrottle, TokenBuckets
 from access.roles import GRANTS, ROLES, Permission, parse_roles, permits, roles_with
 from access.store import AccessError, AccessStore, Principal
 from cli.main import main
@@ -412,47 +412,102 @@ def test_token_buckets_keys_are_independent() -> None:
     assert buckets.take("b", 0.0) > 0.0
 
 
-def test_failure_window_blocks_after_limit_failures() -> None:
-    """Below `limit` failures nothing is blocked; at `limit` the wait is until the oldest ages."""
-    window = FailureWindow(limit=3, seconds=60.0)
-    assert window.blocked_for("anna", 0.0) == 0.0
-    window.failed("anna", 10.0)
-    window.failed("anna", 20.0)
-    assert window.blocked_for("anna", 21.0) == 0.0
-    window.failed("anna", 30.0)
-    assert window.blocked_for("anna", 31.0) == pytest.approx(39.0)  # 10 + 60 - 31
-    assert window.blocked_for("bob", 31.0) == 0.0
+def test_token_bucket_wait_spends_nothing() -> None:
+    """`wait` says how long until a token is there without taking one."""
+    buckets = TokenBuckets(rate=2.0, burst=1)
+    assert buckets.wait("x", 0.0) == 0.0
+    assert buckets.wait("x", 0.0) == 0.0  # still there: nothing was spent
+    buckets.take("x", 0.0)
+    assert buckets.wait("x", 0.0) == pytest.approx(0.5)
+    assert buckets.wait("x", 0.25) == pytest.approx(0.25)
+    assert buckets.wait("x", 0.5) == 0.0
 
 
-def test_failure_window_unblocks_when_the_oldest_ages_out() -> None:
-    """Once the oldest failure is `seconds` old the name is let in again."""
-    window = FailureWindow(limit=2, seconds=60.0)
-    window.failed("anna", 0.0)
-    window.failed("anna", 30.0)
-    assert window.blocked_for("anna", 59.0) == pytest.approx(1.0)
-    assert window.blocked_for("anna", 60.0) == 0.0
-    window.failed("anna", 61.0)  # 30 and 61 are within the window
-    assert window.blocked_for("anna", 62.0) == pytest.approx(28.0)  # 30 + 60 - 62
-    assert window.blocked_for("anna", 122.0) == 0.0
+@pytest.mark.parametrize(
+    ("failures", "now", "wait"),
+    [
+        (2, 1.0, 0.0),  # within `free`: no wait
+        (3, 2.0, 1.0),  # the first failure past `free`: 1 s after the latest one
+        (3, 3.5, 0.0),  # ... and then it has passed
+        (4, 3.0, 2.0),  # doubling
+        (5, 4.0, 4.0),
+        (9, 8.0, 60.0),  # capped at `most`, never a lock-out
+        (2000, 1999.0, 60.0),  # no overflow however many
+    ],
+)
+def test_backoff_doubles_the_wait_past_free_up_to_most(
+    failures: int, now: float, wait: float
+) -> None:
+    """After `free` failures a try waits 1, 2, 4 ... s after the latest failure, up to `most`."""
+    backoff = Backoff(free=3, most=60.0, forget=1e9)
+    for t in range(failures):
+        backoff.failed("anna", float(t))
+    assert backoff.wait("anna", now) == pytest.approx(wait)
+    assert backoff.wait("bob", now) == 0.0
 
 
-def test_failure_window_succeeded_clears() -> None:
-    """A success forgets the name's failures at once."""
-    window = FailureWindow(limit=2, seconds=300.0)
-    window.failed("anna", 0.0)
-    window.failed("anna", 1.0)
-    assert window.blocked_for("anna", 2.0) > 0.0
-    window.succeeded("anna")
-    assert window.blocked_for("anna", 2.0) == 0.0
-    window.succeeded("nobody")  # no failures: no error
+def test_backoff_forgets_a_quiet_key_and_forgives_on_request() -> None:
+    """A key quiet for `forget` seconds starts again; `forgive` takes failures off."""
+    backoff = Backoff(free=1, most=300.0, forget=100.0)
+    for t in (0.0, 1.0, 2.0):
+        backoff.failed("anna", t)
+    assert backoff.wait("anna", 2.0) == pytest.approx(4.0)  # the third: 4 s
+    backoff.failed("anna", 102.0)  # the old ones are forgotten: the first again, 1 s
+    assert backoff.wait("anna", 102.0) == pytest.approx(1.0)
+    backoff.failed("anna", 103.0)
+    backoff.forgive("anna", 1)
+    assert backoff.wait("anna", 103.0) == pytest.approx(1.0)  # one left
+    backoff.forgive("anna")
+    assert backoff.wait("anna", 103.0) == 0.0
 
 
-def test_failure_window_default_is_five_minutes() -> None:
-    """Without `seconds` the window is 300 s."""
-    window = FailureWindow(limit=1)
-    window.failed("anna", 0.0)
-    assert window.blocked_for("anna", 1.0) == pytest.approx(299.0)
-    assert window.blocked_for("anna", 300.0) == 0.0
+def test_backoff_remembers_a_bounded_number_of_keys() -> None:
+    """A spray of names cannot grow memory without bound: the oldest keys go first."""
+    backoff = Backoff(free=0, keys=3, forget=1e9)
+    for n in range(10):
+        backoff.failed(f"name-{n}", 0.0)
+    assert [backoff.wait(f"name-{n}", 0.5) > 0.0 for n in range(10)] == [False] * 7 + [True] * 3
+
+
+@pytest.mark.parametrize(
+    ("limits", "failures", "ask", "expected"),
+    [
+        # per name: two addresses failed for admin; a third address waits for admin only
+        ((2, 100, 600), [("admin", "a1"), ("admin", "a2")], ("admin", "a3"), (0.5, "name")),
+        ((2, 100, 600), [("admin", "a1"), ("admin", "a2")], ("anna", "a3"), (0.0, None)),
+        # per address: a spray of names from one address waits there, not elsewhere
+        ((100, 2, 600), [("x1", "a9"), ("x2", "a9")], ("x3", "a9"), (0.5, "address")),
+        ((100, 2, 600), [("x1", "a9"), ("x2", "a9")], ("x3", "a8"), (0.0, None)),
+        # across the service: 2 a minute, 2 at once; then everyone waits for the next token
+        ((100, 100, 2), [("x1", "a1"), ("x2", "a2")], ("new", "a3"), (29.5, "service")),
+    ],
+)
+def test_login_throttle_limits_each_of_name_address_and_service(
+    limits: tuple[int, int, float],
+    failures: list[tuple[str, str]],
+    ask: tuple[str, str],
+    expected: tuple[float, str | None],
+) -> None:
+    """Each limit applies on its own, and the answer names whose wait it is."""
+    throttle = LoginThrottle.standard(*limits)
+    for name, address in failures:
+        throttle.failed(name, address, 0.0)
+    seconds, whose = throttle.wait(*ask, 0.5)
+    assert seconds == pytest.approx(expected[0])
+    if expected[1] is not None:
+        assert whose == expected[1]
+
+
+def test_login_throttle_success_clears_the_name_and_forgives_one_address_failure() -> None:
+    """The right password clears its name's wait; the address keeps all but one failure."""
+    throttle = LoginThrottle.standard(per_name=1, per_address=2, per_minute=600)
+    for name in ("anna", "x", "y"):
+        throttle.failed(name, "10.0.0.1", 0.0)
+    throttle.succeeded("anna", "10.0.0.1")
+    assert throttle.wait("anna", "10.0.0.2", 0.0)[0] == 0.0
+    assert throttle.wait("z", "10.0.0.1", 0.0) == (pytest.approx(1.0), "address")  # 2 left
+    throttle.succeeded("x", "10.0.0.1")
+    assert throttle.wait("z", "10.0.0.1", 0.0)[0] == 0.0
 
 
 # safe_next and same_secret -----------------------------------------------------------------

@@ -35,7 +35,7 @@ from events import (
     ScadaSignal,
     Tick,
 )
-from events.derived import DerivedBase
+from events.derived import AcknowledgementRecorded, DerivedBase
 from events.inbound import CauseSet, EtrSet, IncidentAcknowledged, IncidentResolved
 from projections.incidents import IncidentBook, agent_sentence
 from topology import Topology, load_topology
@@ -1074,3 +1074,38 @@ def test_a_merged_child_reports_its_own_restoration() -> None:
     assert notices == [(survivor, "incident_restored"), (child, "incident_restored")]
     assert outcome.book.incidents[child].state == "restored"
     assert outcome.book.incidents[child].merged_into == survivor
+
+
+def test_a_second_acknowledgement_is_ignored_and_the_first_owner_stays() -> None:
+    """Two acknowledgements racing: the second decides nothing; the lead who came first owns it."""
+    incident = first_opened(given().when(*building_incident()).derived).incident_id
+    first = action("a1", 5, IncidentAcknowledged, incident, by="lead.anna", note="crew sent")
+    outcome = given(*building_incident(), first).when(
+        action("a2", 6, IncidentAcknowledged, incident, by="notification link")
+    )
+    assert outcome.derived == []
+    assert outcome.states[DOMAIN].incidents[incident].acknowledged_by == "lead.anna"
+    view = outcome.book.incidents[incident]
+    assert (view.acknowledged_by, view.acknowledged_at) == ("lead.anna", at(5))
+    lines = [e.summary for e in view.timeline if e.summary.startswith("acknowledged by")]
+    assert lines == ["acknowledged by lead.anna: crew sent"]
+
+
+def test_a_second_acknowledgement_already_on_the_stream_keeps_the_first_owner() -> None:
+    """A stream from before acknowledgements were idempotent: evolve and the book keep the first."""
+    incident = first_opened(given().when(*building_incident()).derived).incident_id
+    outcome = given(*building_incident()).when(
+        action("a1", 5, IncidentAcknowledged, incident, by="lead.anna")
+    )
+    recorded = outcome.one(AcknowledgementRecorded)
+    second = recorded.model_copy(
+        update={"event_id": "late", "by": "notification link", "occurred_at": at(9)}
+    )
+    state = outcome.correlator.evolve(outcome.states[DOMAIN], second)
+    assert state.incidents[incident].acknowledged_by == "lead.anna"
+    outcome.book.apply(second)
+    view = outcome.book.incidents[incident]
+    assert (view.acknowledged_by, view.acknowledged_at) == ("lead.anna", at(5))
+    assert [e.event_id for e in view.timeline if e.type == "acknowledgement_recorded"] == [
+        recorded.event_id
+    ]

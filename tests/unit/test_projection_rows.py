@@ -7,6 +7,7 @@ from correlators.replay import replay
 from correlators.routing import Inbound
 from correlators.rules import CorrelationRules
 from events.codec import encode
+from events.derived import AcknowledgementRecorded, IncidentOpened
 from events.inbound import CallReported, IncidentResolved, ScadaSignal
 from projections.rows import Projector, keyed_hash
 from topology.load import load_topology
@@ -117,3 +118,25 @@ def test_an_operator_action_in_an_inbound_file_gives_no_rows() -> None:
         event_id="a1", occurred_at=T0, incident_id="INC-1", by="lead.tom", note="crew done"
     )
     assert Projector(TOPOLOGY, KEY).rows("calls", encode(resolved)) == {}  # as rebuild reads files
+
+
+def test_the_incident_row_keeps_its_first_owner() -> None:
+    """A second acknowledgement on the stream does not replace who acknowledged first, nor when."""
+    derived = replay(Correlator(TOPOLOGY, CorrelationRules.load()), storm()).derived
+    opened = next(e for e in derived if isinstance(e, IncidentOpened))
+    projector = Projector(TOPOLOGY, KEY)
+    projector.rows("incidents", encode(opened))
+
+    def acknowledged(n: int, by: str) -> AcknowledgementRecorded:
+        return AcknowledgementRecorded(
+            event_id=f"ack-{n}",
+            occurred_at=opened.occurred_at + timedelta(minutes=n),
+            domain=opened.domain,
+            incident_id=opened.incident_id,
+            by=by,
+        )
+
+    first = projector.rows("incidents", encode(acknowledged(1, "lead.anna")))["incidents"][0]
+    later = projector.rows("incidents", encode(acknowledged(2, "notification link")))["incidents"]
+    assert first["acknowledged_by"] == later[0]["acknowledged_by"] == "lead.anna"
+    assert later[0]["acknowledged_at"] == first["acknowledged_at"]
