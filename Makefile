@@ -41,7 +41,8 @@ lint: $(STAMP)
 
 # Debian's ClickHouse server for the integration tests (they start it themselves), Debian's
 # chromium for the browser tests (Playwright drives it) and mosquitto for the MQTT connector
-# tests (started by the tests on loopback); apt runs only when one is missing.
+# tests (started by the tests on loopback), prometheus-alertmanager for the storm benchmark's
+# peer (and its smoke test); apt runs only when one is missing.
 # Debian puts clickhouse-server in /usr/sbin, hence the second look there.
 system-deps:
 	@missing=; \
@@ -49,13 +50,15 @@ system-deps:
 		missing="$$missing clickhouse-server clickhouse-client"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi; \
-	echo "system deps: clickhouse-server, chromium and mosquitto present"
+	echo "system deps: clickhouse-server, chromium, mosquitto and prometheus-alertmanager present"
 
+# bench.storm_peer runs Debian's prometheus-alertmanager (system-deps) beside the service.
 bench: $(STAMP) system-deps
 	@mkdir -p var/bench
 	$(PY) -m bench.correlator --json var/bench/correlator.json
@@ -64,6 +67,7 @@ bench: $(STAMP) system-deps
 	$(PY) -m bench.naive --json var/bench/naive.json
 	$(PY) -m bench.projections --json var/bench/projections.json
 	$(PY) -m bench.workers --json var/bench/workers.json
+	$(PY) -m bench.storm_peer --json var/bench/storm_peer.json
 
 # The local S3 server under the embedded broker's durable storage (npm package s3rver, pinned
 # by deploy/s3rver/package-lock.json); Debian's nodejs and npm when the machine has none.

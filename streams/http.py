@@ -45,6 +45,7 @@ from projections.reports import Report, ReportError, callbacks, daily, handover,
 from projections.store import StoreUnavailable
 from streams.ack_page import confirm_page, done_page, owned_page, refused_page, wants_html
 from streams.alert_feed import recent_notifications
+from streams.metrics import backlog
 from streams.projection_feed import projection_lag
 from streams.web import SECURITY_HEADERS, Api, Call, Param, Rejected
 from topology.model import Topology, UnresolvedLocation, Utility
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("outage.http")
 
+CATCHING_UP = 50  # events behind from which /ready and the board say "catching up"
 ENDPOINT_TYPES = {
     "calls": {"call_reported"},
     "scada": {"scada_signal"},
@@ -448,6 +450,7 @@ def register(service: Service, api: Api) -> None:
                 "ready": service.ready and service.book_caught_up,
                 "network_nodes": len(topology),
                 "incidents_active": len(service.book.active()),
+                "backlog": backlog(service.app),
                 "counters": service.counters,
             }
         )
@@ -455,7 +458,13 @@ def register(service: Service, api: Api) -> None:
     @op("GET", "/ready", "public", "Readiness", responses={200: "ready", 503: "starting"})
     async def get_ready(call: Call) -> web.Response:
         if service.ready and service.book_caught_up:
-            return web.json_response({"ready": True})
+            # Behind under overload is still ready (taking every worker out of a load balancer
+            # would help no one), but it says so: events not yet handled, and whether that is
+            # more than a moment's worth.
+            behind = backlog(service.app)
+            return web.json_response(
+                {"ready": True, "backlog": behind, "catching_up": (behind or 0) >= CATCHING_UP}
+            )
         raise Rejected(503, "starting: joining the consumer group, reading incidents")
 
     async def report(call: Call, make: Any) -> web.Response:

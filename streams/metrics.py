@@ -12,6 +12,7 @@ own (never prometheus_client's global one), so several apps in one process do no
     outage_incidents_open{utility,state}        active incidents (the book: whole cluster)
     outage_customers_affected{utility}          customers under them
     outage_consumer_lag{topic,partition}        end offset - committed, partitions it owns
+    outage_backlog_events                       their sum: events not handled yet
     outage_consumer_assigned_partitions         how many of the agents' partitions it owns
     outage_projection_*                         events not yet in ClickHouse, store health
     outage_alert_deliveries_total{status}       notification records: delivered/failed/silenced
@@ -146,6 +147,14 @@ def families(snapshot: Snapshot) -> list[Metric]:
         out.append(lag)
         out.append(
             GaugeMetricFamily(
+                "outage_backlog_events",
+                "Events on this worker's partitions not handled yet (the sum of "
+                "outage_consumer_lag): the board says 'catching up' from 50.",
+                value=sum(b for b in snapshot.consumer_lag.values() if b is not None),
+            )
+        )
+        out.append(
+            GaugeMetricFamily(
                 "outage_consumer_assigned_partitions",
                 "Partitions of the agents' topics assigned to this worker.",
                 value=len(snapshot.consumer_lag),
@@ -226,6 +235,16 @@ def agent_topics(app: Any) -> set[str]:
     for agent in app.agents.values():
         names.update(getattr(agent.channel, "topics", ()))
     return names
+
+
+def backlog(app: Any) -> int | None:
+    """Events this worker's agents have not handled yet (inbound and correlation work): the
+    sum of `consumer_lag` over the partitions it owns; None before the first fetch."""
+    lag = consumer_lag(app)
+    if lag is None:
+        return None
+    known = [behind for behind in lag.values() if behind is not None]
+    return sum(known) if known else None
 
 
 def consumer_lag(app: Any) -> dict[tuple[str, int], int | None] | None:

@@ -155,6 +155,7 @@ BOARD_MAIN = """<main id="main" class="board" tabindex="-1">
 <span id="live-text" data-i18n="live_connecting">Connecting</span></span>
 </div>
 <p id="status" class="status" role="status" aria-live="polite"></p>
+<p id="backlog" class="status backlog" role="status" aria-live="polite" hidden></p>
 <div class="board-grid">
 <section class="incidents-panel" aria-labelledby="incidents-title">
 <h2 id="incidents-title" data-i18n="active_incidents">Active incidents</h2>

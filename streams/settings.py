@@ -4,12 +4,13 @@ Every variable is listed in the README. Defaults give the embedded mode `make ru
 Tansu on loopback, the two sample networks, the HTTP API on 127.0.0.1:8080.
 """
 
+import json
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from topology.samples import HEAT_CSV, PHONES_CSV, POWER_CSV
 
@@ -29,11 +30,11 @@ class Settings(BaseSettings):
     broker_port: int = Field(default=0, description="Port of the embedded broker (0: any free).")
     web_host: str = "127.0.0.1"
     web_port: int = 8080
-    topology: list[Path] = Field(
+    topology: Annotated[list[Path], NoDecode] = Field(
         default=[HEAT_CSV, POWER_CSV],
-        description="Network model files (CSV or JSONL), comma-separated in the environment.",
+        description="Network model files (CSV or JSONL): comma-separated, or a JSON list.",
     )
-    phone_book: list[Path] | None = Field(
+    phone_book: Annotated[list[Path] | None, NoDecode] = Field(
         default=None,
         description="CSV files phone,premise_id (from the CRM) for the console's phone search; "
         "unset: the heat sample's when it is loaded, else none.",
@@ -41,6 +42,18 @@ class Settings(BaseSettings):
     rules: Path | None = Field(
         default=None, description="Correlation rules TOML overriding defaults."
     )
+
+    @field_validator("topology", "phone_book", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        """'a.csv,b.csv' or '["a.csv", "b.csv"]' from the environment; lists pass as they are."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
     tansu_workarounds: bool = Field(
         default=True,
         description="Work around Tansu 0.6 (one record per produce); false on Apache Kafka.",

@@ -470,9 +470,21 @@
     drawHandover();
   });
 
+  // Under overload the board says how far behind the service is, never silently stale.
+  const CATCHING_UP = 50;
+  const backlogLine = document.getElementById('backlog');
+  async function checkBacklog() {
+    const result = await api('GET', '/health');
+    const behind = result.ok && result.data ? result.data.backlog || 0 : 0;
+    backlogLine.hidden = behind < CATCHING_UP;
+    backlogLine.textContent = behind >= CATCHING_UP ? t('catching_up', { n: behind }) : '';
+  }
+
   render();
   connect();
   firstLoad();
+  checkBacklog();
+  setInterval(checkBacklog, 5000);
   loadHandover();
   loadAlerts().then((allowed) => {
     if (allowed) setInterval(loadAlerts, 30000);

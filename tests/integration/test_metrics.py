@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import EmbeddedBroker
+from streams.http import CATCHING_UP
 from tests.integration.conftest import Worker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -126,3 +127,17 @@ def test_a_bad_message_on_the_topic_counts_as_dead_letter(
     )
     calls = "outage_events_in_total"
     assert total(after, calls, source="calls") == total(before, calls, source="calls")
+
+
+def test_ready_and_health_tell_the_backlog(worker: Worker) -> None:
+    """/ready, /health and /metrics say how many events wait; an idle worker is not catching up
+    (ticks pass through the correlation topic every second, so "idle" is a few at most)."""
+
+    def settled() -> dict[str, Any] | None:
+        status, body = worker.get("/ready")
+        return body if status == 200 and body["backlog"] is not None else None
+
+    body = wait_for(settled)
+    assert body["catching_up"] is False and 0 <= body["backlog"] < CATCHING_UP
+    assert 0 <= worker.get("/health")[1]["backlog"] < CATCHING_UP
+    assert 0 <= total(scrape(worker)[1], "outage_backlog_events") < CATCHING_UP

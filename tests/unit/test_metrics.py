@@ -18,6 +18,7 @@ from streams.metrics import (
     DeliveryTally,
     Snapshot,
     _Latest,
+    backlog,
     consumer_lag,
     families,
     register,
@@ -158,6 +159,21 @@ def test_consumer_lag_is_end_minus_committed_on_the_agents_topics_only() -> None
     }
     app = SimpleNamespace(consumer=consumer, agents=agents)
     assert consumer_lag(app) == {("calls", 0): 3, ("calls", 1): 4, ("correlate", 0): None}
+
+
+def test_the_backlog_is_the_lag_summed_over_what_is_known() -> None:
+    """Inbound and correlation work not yet handled, added up; None before any fetch."""
+    calls0, correlate0 = TP("calls", 0), TP("correlate", 0)
+    agents = {
+        name: SimpleNamespace(channel=SimpleNamespace(topics=(topic,)))
+        for name, topic in (("ingest-calls", "calls"), ("correlate", "correlate"))
+    }
+    busy = FakeConsumer(ends={calls0: 80, correlate0: 30}, committed={calls0: 20, correlate0: 25})
+    assert backlog(SimpleNamespace(consumer=busy, agents=agents)) == 65
+    fresh = FakeConsumer(ends={calls0: None}, committed={})
+    assert backlog(SimpleNamespace(consumer=fresh, agents=agents)) is None
+    samples = exposed(Snapshot(consumer_lag={("calls", 0): 60, ("correlate", 0): 5}))
+    assert samples[("outage_backlog_events", ())] == 65
 
 
 def test_consumer_lag_is_none_before_the_consumer_runs() -> None:
