@@ -144,14 +144,22 @@ class Roster(_Strict):
         return ZoneInfo(self.timezone)
 
 
+# Grouping bounds: a wait past an hour or an interval past a day would read as a lost page.
+GroupWait = Annotated[float, Field(ge=0, le=3600)]
+GroupInterval = Annotated[float, Field(gt=0, le=86400)]
+
+
 class Route(_Strict):
-    """A node of the routing tree; a child without `receiver` inherits its parent's."""
+    """A node of the routing tree; what a child leaves unset (receiver, grouping) it inherits."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     match: Matchers = Field(default_factory=Matchers)
     receiver: str | None = None
     continue_: bool = Field(default=False, alias="continue")
+    group_wait_seconds: GroupWait | None = None
+    group_interval_seconds: GroupInterval | None = None
+    group_wait_max_seconds: GroupWait | None = None
     routes: list[Route] = Field(default_factory=list)
 
 
@@ -246,6 +254,13 @@ class AlertingConfig(_Strict):
     smtp: Smtp | None = None
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     public_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    # How long a new group collects alerts (incidents opened and merged in the meantime are
+    # one notification), how long growth waits after a group's last notification, and how
+    # long at most a new group waits while new incidents keep opening in its network; a route
+    # may set its own (alerting/group.py).
+    group_wait_seconds: GroupWait = 10.0
+    group_interval_seconds: GroupInterval = 300.0
+    group_wait_max_seconds: GroupWait = 60.0
 
     @model_validator(mode="before")
     @classmethod

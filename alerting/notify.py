@@ -4,7 +4,9 @@
 `DeliveryError` (or any exception) when they cannot; `deliver` retries with exponential backoff
 and turns every outcome into a `Delivery` record, so a failure is kept, never raised or dropped.
 `Dispatcher` ties routing, silences, rendering and delivery together and skips what it has
-already delivered, through a `seen`/`remember` pair the caller can back with durable storage.
+already delivered, through a `seen`/`remember` pair the caller can back with durable storage;
+`Dispatcher.notify` sends one group of alerts (alerting/group.py) as one notification and keeps
+a record per alert it covers, so every alert id ends in an outcome of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -26,6 +29,7 @@ import aiosmtplib
 import structlog
 
 from alerting.config import AlertingConfig, DeliveryConfig, Receiver, Silence, Smtp
+from alerting.group import Batch
 from alerting.route import receivers_for
 from alerting.silence import silenced_by
 
@@ -50,17 +54,42 @@ class Notification:
     subject: str
     text: str
     links: Mapping[str, str] = field(default_factory=dict)
+    covers: tuple[Mapping[str, Any], ...] = ()  # every alert it tells of; () means `alert` only
+    group: Mapping[str, Any] | None = None  # for a group: survivor, incidents, calls, update
 
     def payload(self) -> dict[str, Any]:
         """The JSON document a webhook receives."""
-        return {
+        body = {
             "key": self.key,
             "receiver": self.receiver,
             "alert": dict(self.alert),
+            "alerts": [_brief(a) for a in self.covers or (self.alert,)],
             "subject": self.subject,
             "text": self.text,
             "links": dict(self.links),
         }
+        if self.group is not None:
+            body["group"] = dict(self.group)
+        return body
+
+
+_BRIEF = (
+    "event_id",
+    "kind",
+    "incident_id",
+    "severity",
+    "device_id",
+    "summary",
+    "occurred_at",
+    "escalation",
+)
+_SEVERITIES = ("info", "warning", "critical")
+# A page stays readable: the text lists this many alerts; the webhook payload has them all.
+LISTED_ALERTS = 20
+
+
+def _brief(alert: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: alert.get(name) for name in _BRIEF}
 
 
 def notification_key(alert: Mapping[str, Any], receiver: str) -> str:
@@ -114,6 +143,83 @@ def render(
         text="\n".join(lines) + "\n",
         links=dict(links or {}),
     )
+
+
+def render_batch(
+    batch: Batch, links: Mapping[str, str] | None = None, calls: int | None = None
+) -> Notification:
+    """One notification for a group: the survivor's latest state, what it covers, each alert.
+
+    A batch of one alert reads exactly as `render` of that alert. `calls` is how many calls the
+    surviving incident holds (from the incident book), when known.
+    """
+    if len(batch.alerts) == 1:
+        one = render(batch.alerts[0], batch.receiver, links)
+        return dataclass_replace(one, key=batch.key, group=_group_facts(batch, calls))
+    latest = batch.latest
+    what = str(latest.get("kind", "alert")).replace("_", " ")
+    ranks = [_SEVERITIES.index(s) for a in batch.alerts if (s := a.get("severity")) in _SEVERITIES]
+    severity = _SEVERITIES[max(ranks)] if ranks else "info"
+    utility = str(latest.get("utility", ""))
+    area = str(latest.get("area") or "")
+    device = str(latest.get("device_id", ""))
+    scope = f"{len(batch.incidents):,} incidents" + (f", {calls:,} calls" if calls else "")
+    subject = f"[{severity.upper()}] {utility} {what}".replace("  ", " ")
+    subject += f" in {area}" if area else ""
+    subject += f": {device}, {scope}" + (" (update)" if batch.update else "")
+    lines = [
+        f"{what.capitalize()} ({severity}, {utility})" + (": update" if batch.update else ""),
+        "",
+        f"One fault: {scope} under incident {batch.incident_id} at {device}.",
+        str(latest.get("summary", "")).strip(),
+        "",
+        f"Incident:           {batch.incident_id}",
+        f"Device:             {device}",
+    ]
+    if area:
+        lines.append(f"Area:               {area}")
+    lines += [
+        f"Customers affected: {latest.get('customers_affected', 'unknown')}",
+        f"Incidents covered:  {len(batch.incidents):,}",
+    ]
+    if calls:
+        lines.append(f"Calls:              {calls:,}")
+    lines += [
+        f"Severity:           {severity}",
+        f"Occurred at:        {latest.get('occurred_at', '')}",
+        "",
+        f"Alerts ({len(batch.alerts)}):",
+    ]
+    for alert in batch.alerts[:LISTED_ALERTS]:
+        kind = str(alert.get("kind", "alert")).replace("_", " ")
+        lines.append(
+            f"  {alert.get('occurred_at', '')} {kind} {alert.get('incident_id', '')}: "
+            f"{str(alert.get('summary', '')).strip()}"
+        )
+    if len(batch.alerts) > LISTED_ALERTS:
+        lines.append(f"  ... and {len(batch.alerts) - LISTED_ALERTS} more (in the webhook body)")
+    if links:
+        lines += ["", "Links:"] + [f"  {name}: {url}" for name, url in links.items()]
+    lines += ["", f"Notification {batch.key}"]
+    return Notification(
+        key=batch.key,
+        receiver=batch.receiver,
+        alert=latest,
+        subject=subject,
+        text="\n".join(lines) + "\n",
+        links=dict(links or {}),
+        covers=batch.alerts,
+        group=_group_facts(batch, calls),
+    )
+
+
+def _group_facts(batch: Batch, calls: int | None) -> dict[str, Any]:
+    return {
+        "incident_id": batch.incident_id,
+        "incidents": list(batch.incidents),
+        "calls": calls,
+        "update": batch.update,
+    }
 
 
 # ----------------------------------------------------------------------------------- channels
@@ -327,6 +433,7 @@ class Delivery:
     last_error: str | None = None
     delivered_at: datetime | None = None
     silenced_by: str | None = None
+    notification: str | None = None  # key of the notification that carried it (groups)
 
 
 def _describe(error: BaseException) -> str:
@@ -510,3 +617,73 @@ class Dispatcher:
                 error=record.last_error,
             )
         return records
+
+    async def notify(
+        self,
+        batch: Batch,
+        now: datetime,
+        links: Mapping[str, str] | None = None,
+        calls: int | None = None,
+    ) -> list[tuple[Mapping[str, Any], Delivery]]:
+        """Send one group's notification on each of its receiver's channels.
+
+        Returns one record per alert and outcome: `silenced` for an alert a silence covers at
+        `now` (left out of the notification), else the outcome of the channel that carried it,
+        with the notification's key. A channel that already delivered every alert is skipped.
+        """
+        log = self.logger.bind(notification=batch.key, incident_id=batch.incident_id)
+        silences = [*self.config.silences, *self.extra_silences()]
+        out: list[tuple[Mapping[str, Any], Delivery]] = []
+        live: list[Mapping[str, Any]] = []
+        for alert in batch.alerts:
+            silence = silenced_by(alert, silences, now)
+            if silence is None:
+                live.append(alert)
+                continue
+            out.append(
+                (
+                    alert,
+                    Delivery(
+                        key=notification_key(alert, batch.receiver),
+                        receiver=batch.receiver,
+                        channel="",
+                        status="silenced",
+                        attempts=0,
+                        silenced_by=silence.describe(),
+                    ),
+                )
+            )
+            log.info("alert.silenced", alert_id=alert.get("event_id"), silence=silence.describe())
+        if not live:
+            return out
+        batch = dataclass_replace(batch, alerts=tuple(live))
+        if links is None:
+            links = default_links(self.config.public_url, {"incident_id": batch.incident_id})
+        notification = render_batch(batch, links, calls)
+        pending: list[tuple[Channel, list[Mapping[str, Any]]]] = []
+        for channel in self.channels.get(batch.receiver) or [_NoChannel()]:
+            todo = [
+                alert
+                for alert in live
+                if not self.seen(f"{notification_key(alert, batch.receiver)}/{channel.name}")
+            ]
+            if todo:
+                pending.append((channel, todo))
+        results = await asyncio.gather(
+            *(deliver(notification, channel, self.policy) for channel, _ in pending)
+        )
+        for (channel, todo), result in zip(pending, results, strict=True):
+            for alert in todo:
+                key = notification_key(alert, batch.receiver)
+                out.append((alert, dataclass_replace(result, key=key, notification=batch.key)))
+                if result.status == "delivered":
+                    self.remember(f"{key}/{channel.name}")
+            log.info(
+                "notification.delivery",
+                channel=result.channel,
+                status=result.status,
+                alerts=len(todo),
+                attempts=result.attempts,
+                error=result.last_error,
+            )
+        return out

@@ -1,29 +1,49 @@
-"""Delivering alerts to people: the `alerts` topic through the alerting dispatcher.
+"""Delivering alerts to people: the `alerts` topic through grouping and the dispatcher.
 
-A consumer group of its own reads `alerts`; each alert is routed, checked against silences
-and sent (alerting/); every outcome, delivered, failed or silenced, is recorded on the
-`notifications` topic before the offset is committed. At start the worker reads
-`notifications` from the beginning, and before each batch of alerts on to its end as it is
-then, so a key delivered before a crash, or by another worker that owned the partition before
-a rebalance, is not sent again: notifications are once per key, the key being alert id and
-receiver (and channel). What remains is the moment between a delivery and its record: a
-worker killed exactly there sends that one notification again from its successor.
+A consumer group of its own reads `alerts`; each alert is routed and waits in the group of its
+incident (alerting/group.py) for the route's `group_wait`, so incidents opened and merged into
+one within the wait are one notification for the survivor, and growth is an update at the
+`group_interval`. Merges are read from the worker's incident book (the one fold of the incident
+stream). A due group is checked against silences and sent (alerting/notify.py); every outcome,
+delivered, failed or silenced, is recorded on the `notifications` topic, one record per alert
+it covers (key: alert id and receiver; `notification`: the key of the message that carried it).
+
+Offsets: an alert still waiting in a group holds its partition's committed offset back, so a
+crash loses no page: the successor reads the uncommitted alerts again and groups them anew. At
+start the worker reads `notifications` from the beginning, and before each batch of alerts on
+to its end as it is then, so an alert delivered before a crash, or by another worker that owned
+the partition before a rebalance, is not sent again: notifications are once per key, the key
+being alert id and receiver (and channel); a revoked partition's waiting alerts are dropped
+here, after any send in progress is recorded. What remains is the moment between a delivery and
+its record: a worker killed exactly there sends that one notification again from its successor.
 """
 
+import asyncio
 import dataclasses
 import json
 import uuid
 from collections import deque
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from alerting.ack_link import ack_link
-from alerting.notify import Delivery, Dispatcher, Notification, default_links, deliver
+from alerting.group import Batch, Groups
+from alerting.notify import (
+    Delivery,
+    Dispatcher,
+    Notification,
+    default_links,
+    deliver,
+    notification_key,
+)
 from alerting.roster import shift_starts
+from alerting.route import targets_for
+from projections.incidents import IncidentBook
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -44,7 +64,7 @@ def links_for(service: "Service", alert: dict[str, Any], now: datetime) -> dict[
     return links
 
 
-def record(delivery: Delivery, alert: dict[str, Any]) -> dict[str, Any]:
+def record(delivery: Delivery, alert: Mapping[str, Any]) -> dict[str, Any]:
     body = dataclasses.asdict(delivery)
     body["delivered_at"] = delivery.delivered_at.isoformat() if delivery.delivered_at else None
     body["incident_id"] = alert.get("incident_id")
@@ -53,18 +73,152 @@ def record(delivery: Delivery, alert: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def remember_records(service: "Service", records: list[Any]) -> None:
+def remember_records(service: "Service", records: list[Any], groups: Groups | None = None) -> None:
     for r in records:
-        remember_record(service, json.loads(r.value or b"{}"))
+        remember_record(service, json.loads(r.value or b"{}"), groups)
 
 
-def remember_record(service: "Service", body: dict[str, Any]) -> None:
+def remember_record(service: "Service", body: dict[str, Any], groups: Groups | None = None) -> None:
     if body.get("record_id") in service.notification_ids:
         return  # our own record, read back
     service.notification_ids.add(body.get("record_id", ""))
     service.notifications.append(body)
     if body.get("status") == "delivered":
         service.delivered.add(f"{body['key']}/{body['channel']}")
+        if groups is not None and body.get("group") and body.get("delivered_at"):
+            # Sent before a restart (or by the partition's previous owner): growth of that
+            # group waits for its interval from then, not for a fresh group's wait.
+            at = datetime.fromisoformat(body["delivered_at"])
+            groups.notified(body["receiver"], body["group"], at)
+
+
+def survivor_in(book: IncidentBook, incident_id: str) -> str:
+    """The incident `incident_id` was merged into, following merges of merges."""
+    seen = {incident_id}
+    view = book.incidents.get(incident_id)
+    while view is not None and view.merged_into and view.merged_into not in seen:
+        incident_id = view.merged_into
+        seen.add(incident_id)
+        view = book.incidents.get(incident_id)
+    return incident_id
+
+
+def calls_in(book: IncidentBook, incident_id: str) -> int | None:
+    """Calls the incident holds, its merged incidents' included; None if the book lacks it."""
+    view = book.incidents.get(incident_id)
+    return len(view.call_ids) if view is not None else None
+
+
+class Holds:
+    """Per partition of `alerts`: how far it was read and which offsets hold alerts still
+    waiting in a group, so the committed offset never passes an alert not yet recorded."""
+
+    def __init__(self) -> None:
+        self.read: dict[TopicPartition, int] = {}
+        self.held: dict[TopicPartition, dict[int, str]] = {}  # offset -> alert id
+        self.committed: dict[TopicPartition, int] = {}
+
+    def consumed(self, tp: TopicPartition, offset: int, waiting: str | None) -> None:
+        """Offset `offset` was read; `waiting` is its alert's id if it waits in a group."""
+        self.read[tp] = max(self.read.get(tp, 0), offset + 1)
+        if waiting is not None:
+            self.held.setdefault(tp, {})[offset] = waiting
+
+    def release(self, waiting: set[str]) -> None:
+        """Alerts not in `waiting` any more are recorded: their offsets may be committed."""
+        for held in self.held.values():
+            for offset in [o for o, alert_id in held.items() if alert_id not in waiting]:
+                del held[offset]
+
+    def to_commit(self) -> dict[TopicPartition, int]:
+        """Offsets to commit now: up to the first held alert, else all read; only moves."""
+        out: dict[TopicPartition, int] = {}
+        for tp, read in self.read.items():
+            held = self.held.get(tp)
+            safe = min(held) if held else read
+            if safe > self.committed.get(tp, -1):
+                out[tp] = safe
+        return out
+
+    def committed_to(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self.committed.update(offsets)
+
+    def revoke(self, partitions: Iterable[TopicPartition]) -> set[str]:
+        """Forget partitions another worker owns now; returns the ids of their held alerts."""
+        ids: set[str] = set()
+        for tp in partitions:
+            ids.update(self.held.pop(tp, {}).values())
+            self.read.pop(tp, None)
+            self.committed.pop(tp, None)
+        return ids
+
+
+class HandOver(ConsumerRebalanceListener):
+    """When partitions move away: finish the send in progress (its records go out first),
+    then drop their waiting alerts; the next owner reads them again from the committed offset."""
+
+    def __init__(self, groups: Groups, holds: Holds, sending: asyncio.Lock) -> None:
+        self.groups, self.holds, self.sending = groups, holds, sending
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        async with self.sending:
+            dropped = self.holds.revoke(revoked)
+            self.groups.drop(dropped)
+            self.holds.release(self.groups.pending_ids())
+        if dropped:
+            log.info("alerts.handed_over", alerts=len(dropped))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        pass
+
+
+def hold(dispatcher: Dispatcher, groups: Groups, alert: dict[str, Any], now: datetime) -> bool:
+    """Put the alert in the group of each receiver its route names that has not had it on
+    every channel yet; True if it waits in some group."""
+    waiting = False
+    for receiver, timing in targets_for(alert, dispatcher.config, now):
+        names = [c.name for c in dispatcher.channels.get(receiver, [])] or ["none"]
+        key = notification_key(alert, receiver)
+        if all(dispatcher.seen(f"{key}/{name}") for name in names):
+            continue  # delivered before a restart or a rebalance
+        groups.add(alert, receiver, timing, now)
+        waiting = True
+    return waiting
+
+
+async def send_batch(
+    service: "Service",
+    dispatcher: Dispatcher,
+    producer: AIOKafkaProducer,
+    batch: Batch,
+    now: datetime,
+) -> None:
+    """One group's notification, then a record per alert and outcome on `notifications`."""
+    links = links_for(service, {"incident_id": batch.incident_id}, now)
+    calls = calls_in(service.book, batch.incident_id)
+    outcomes = await dispatcher.notify(batch, now, links, calls)
+    for alert, delivery in outcomes:
+        body = record(delivery, alert)
+        body["group"] = batch.incident_id
+        remember_record(service, body)
+        # One record per produce: Tansu's end offsets count batches (see read_to_now).
+        await producer.send_and_wait(
+            "notifications",
+            json.dumps(body).encode(),
+            key=str(alert.get("incident_id", "")).encode(),
+        )
+        if delivery.status == "failed":
+            log.error("notification.failed", **body)
+    log.info(
+        "notification.sent",
+        key=batch.key,
+        receiver=batch.receiver,
+        incident_id=batch.incident_id,
+        alerts=len(batch.alerts),
+        incidents=len(batch.incidents),
+        calls=calls,
+        update=batch.update,
+    )
 
 
 def handover_text(service: "Service", now: datetime) -> str:
@@ -122,20 +276,22 @@ async def send_handovers(
 
 
 async def feed_alerts(service: "Service") -> None:
-    """Dispatch every alert once, record the outcome, then commit; forever."""
+    """Group every alert, send each group once when due, record the outcomes, then commit."""
     config = service.alerting
     assert config is not None
+    groups = Groups()
+    holds = Holds()
+    sending = asyncio.Lock()  # a send and its records finish before partitions move away
     # Every key any worker delivered, read back before each batch: a worker that takes over
     # partitions after a rebalance knows what the previous owner already sent.
     follower = service.follower("notifications")
     await follower.start()
     while not await follower.caught_up():
-        remember_records(service, await follower.poll(timeout_ms=500))
+        remember_records(service, await follower.poll(timeout_ms=500), groups)
     producer = AIOKafkaProducer(
         bootstrap_servers=service.bootstrap, acks="all", **service.kafka_options
     )
     consumer = AIOKafkaConsumer(
-        "alerts",
         bootstrap_servers=service.bootstrap,
         group_id=f"{service.settings.app_id}-alerting",
         enable_auto_commit=False,
@@ -146,6 +302,7 @@ async def feed_alerts(service: "Service") -> None:
     )
     await producer.start()
     await consumer.start()
+    consumer.subscribe(["alerts"], listener=HandOver(groups, holds, sending))
     try:
         async with Dispatcher.open(
             config,
@@ -156,7 +313,7 @@ async def feed_alerts(service: "Service") -> None:
             # A shift that began while the worker was down still gets its handover.
             handovers_since = datetime.now(UTC) - timedelta(minutes=10)
             while True:
-                remember_records(service, await follower.poll())
+                remember_records(service, await follower.poll(), groups)
                 handovers_since = await send_handovers(
                     service, dispatcher, producer, handovers_since
                 )
@@ -164,28 +321,31 @@ async def feed_alerts(service: "Service") -> None:
                 if batch:
                     # After a rebalance these may be alerts the previous owner sent but had
                     # not committed: every notification recorded until now is read first.
-                    remember_records(service, await follower.read_to_now())
-                for records in batch.values():
+                    remember_records(service, await follower.read_to_now(), groups)
+                now = datetime.now(UTC)
+                owned = consumer.assignment()
+                for tp, records in batch.items():
+                    if tp not in owned:
+                        continue  # moved away while the notifications were read
                     for message in records:
                         alert = json.loads(message.value or b"{}")
-                        now = datetime.now(UTC)
-                        deliveries = await dispatcher.dispatch(
-                            alert, now, links_for(service, alert, now)
-                        )
-                        for delivery in deliveries:
-                            body = record(delivery, alert)
-                            remember_record(service, body)
-                            await producer.send_and_wait(
-                                "notifications",
-                                json.dumps(body).encode(),
-                                key=str(alert.get("incident_id", "")).encode(),
-                            )
-                            if delivery.status == "failed":
-                                log.error("notification.failed", **body)
-                if batch:
+                        waiting = hold(dispatcher, groups, alert, now)
+                        holds.consumed(tp, message.offset, alert["event_id"] if waiting else None)
+                # Merges are read from the book: until it has read the stream as it was at
+                # start it may not know them, and a group sent early would page once per part.
+                if service.book_caught_up:
+                    groups.follow(lambda incident: survivor_in(service.book, incident))
+                    async with sending:
+                        for due in groups.due(now):
+                            await send_batch(service, dispatcher, producer, due, now)
+                        holds.release(groups.pending_ids())
+                owned = consumer.assignment()
+                offsets = {tp: at for tp, at in holds.to_commit().items() if tp in owned}
+                if offsets:
                     try:
-                        await consumer.commit()
-                    except CommitFailedError:
+                        await consumer.commit(offsets)
+                        holds.committed_to(offsets)
+                    except (CommitFailedError, IllegalStateError):
                         log.warning("alerts.commit_failed")  # redelivered; keys stop resends
     finally:
         await consumer.stop()

@@ -37,6 +37,7 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import IllegalStateError
 from aiokafka.partitioner import murmur2
 
@@ -126,6 +127,8 @@ class Service:
     subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)  # live pages
     phone_book: PhoneBook = field(default_factory=lambda: PhoneBook({}))
     recent_ids: RecentIds = field(default_factory=RecentIds)  # event id -> content, to refuse reuse
+    inbound_producer: AIOKafkaProducer | None = None  # the edge's publisher (batching)
+    inbound_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @cached_property
     def time_bounds(self) -> TimeBounds:
@@ -169,16 +172,24 @@ class Service:
 
     async def publish_inbound(self, event: Any, key: str) -> None:
         """Send an accepted inbound event to its topic and wait until the broker has it."""
-        topic = self.topics[INBOUND_TOPICS[event.type]]
-        future = await topic.send(key=key.encode(), value=encode(event))
-        await future
+        await self._publish(INBOUND_TOPICS[event.type], [(event, key)])
 
     async def publish_history(self, events: list[tuple[Any, str]]) -> None:
         """Send calls recorded offline, keyed by domain, to `history` (read by the projector
         only) and wait until the broker has every one."""
-        topic = self.topics["history"]
-        pending = [await topic.send(key=key.encode(), value=encode(e)) for e, key in events]
-        await asyncio.gather(*pending)
+        await self._publish("history", events)
+
+    async def _publish(self, topic: str, events: list[tuple[Any, str]]) -> None:
+        # The inbound producer batches what concurrent requests send (a 202 still waits for
+        # the broker's acknowledgement of its own record); see `inbound_producer`.
+        await asyncio.wait_for(self.inbound_ready.wait(), timeout=30)
+        producer = self.inbound_producer
+        assert producer is not None
+        futures = [
+            await producer.send(topic, key=key.encode(), value=encode(event))
+            for event, key in events
+        ]
+        await asyncio.gather(*futures)
 
     async def dead_letter(self, source: str, payload: bytes | None, reason: str) -> None:
         body = {
@@ -308,6 +319,10 @@ def create_app(settings: Settings, correlator: Correlator) -> Service:
             await correlate_one(service, event.value, event.message.timestamp)
 
     @app.task
+    async def inbound_producer() -> None:
+        await publish_inbound_events(service)
+
+    @app.task
     async def incident_book() -> None:
         await keep_running("incident_book", lambda: follow_incident_stream(service))
 
@@ -393,6 +408,33 @@ async def enforce_retention(service: Service) -> None:
         )
         log.info("retention.enforced", deleted={t.table: t.deleted for t in result.tables})
         await asyncio.sleep(max(0.0, every - 60.0))
+
+
+async def publish_inbound_events(service: Service) -> None:
+    """Run the producer the HTTP edge publishes accepted events with, until the app stops.
+
+    Its own producer, not faust's: faust's sends one record per produce request on Tansu (its
+    changelogs need exact end offsets, which Tansu 0.6 gets wrong after a batch), which
+    measured as a fifth of the worker's time in a storm (docs/BENCHMARKS.md). Inbound topics
+    are read by consumer groups and by rebuilds that read to the end of a fetch
+    (streams/rebuild.py), never up to a reported end offset, so their records can batch:
+    what concurrent requests send while a produce is in flight goes in the next request.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=service.bootstrap,
+        acks="all",  # a 202 means every in-sync replica has the event
+        linger_ms=2,  # a storm's concurrent posts share produce requests
+        **service.kafka_options,
+    )
+    await producer.start()
+    service.inbound_producer = producer
+    service.inbound_ready.set()
+    try:
+        await asyncio.Event().wait()  # until the app cancels this task at stop
+    finally:
+        service.inbound_ready.clear()
+        service.inbound_producer = None
+        await producer.stop()
 
 
 async def follow_incident_stream(service: Service) -> None:

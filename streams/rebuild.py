@@ -94,20 +94,26 @@ async def _from_broker(sink: Sink, bootstrap: str, kafka_options: Mapping[str, A
         remaining = {tp for tp, end in ends.items() if end > 0}
         empty_tables(sink)
         written = 0
+        # Tansu 0.6 reports a partition's end as its last batch's base offset + 1, so a
+        # batch produced at once would be cut short there: a partition is done only once a
+        # fetch past the reported end comes back empty (records written since are taken too;
+        # the rows are idempotent).
+        at_reported_end: set[TopicPartition] = set()
         with tqdm(total=sum(ends.values()), unit="event", desc="rebuild") as bar:
             while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=BATCH)
-                messages = []
-                for tp, records in batch.items():
-                    for r in records:
-                        if r.offset < ends[tp]:
-                            messages.append(
-                                Message(
-                                    tp.topic, tp.partition, r.offset, r.timestamp, r.value or b""
-                                )
-                            )
-                    if await consumer.position(tp) >= ends[tp]:
+                wait = 200 if remaining <= at_reported_end else 1000
+                batch = await consumer.getmany(*remaining, timeout_ms=wait, max_records=BATCH)
+                messages = [
+                    Message(tp.topic, tp.partition, r.offset, r.timestamp, r.value or b"")
+                    for tp, records in batch.items()
+                    for r in records
+                ]
+                whole = len(messages) < BATCH  # a full batch may have left partitions out
+                for tp in list(remaining):
+                    if tp in at_reported_end and whole and not batch.get(tp):
                         remaining.discard(tp)
+                    elif await consumer.position(tp) >= ends[tp]:
+                        at_reported_end.add(tp)
                 if messages:
                     written += await asyncio.to_thread(sink.write_now, messages)
                     bar.update(len(messages))

@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 
 from alerting.ack_link import ack_link
 from alerting.config import AlertingConfig
+from alerting.group import Batch
 from alerting.notify import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -315,3 +316,42 @@ def test_email_reaches_a_real_smtp_server(smtp_server: SmtpServer) -> None:
         f"acknowledge: {ACK}",
     ):
         assert text in body
+
+
+def test_a_group_is_one_webhook_and_one_mail_with_a_record_per_alert(
+    smtp_server: SmtpServer,
+) -> None:
+    """Three incidents merged into one: one POST, one mail, three delivered records each."""
+    alerts = tuple(
+        alert("ok", f"alert-B{n}", incident_id=f"B{n}", device_id=f"B-{n}") for n in (1, 2, 3)
+    )
+    rolled = alert("ok", "alert-B1-up", incident_id="B1", kind="incident_escalated")
+
+    def batch(receiver: str) -> Batch:
+        return Batch(receiver, "B1", (*alerts, rolled), ("B1", "B2", "B3"), update=False)
+
+    async def scenario() -> tuple[list[Any], list[Any], WebhookServer]:
+        async with (
+            webhook_server({}) as server,
+            Dispatcher.open(
+                config(server.base, smtp_port=smtp_server.port), policy=policy([])
+            ) as dispatcher,
+        ):
+            hooked = await dispatcher.notify(batch("ok"), NOW, LINKS, calls=9)
+            mailed = await dispatcher.notify(batch("mail"), NOW, LINKS, calls=9)
+            return hooked, mailed, server
+
+    hooked, mailed, server = asyncio.run(scenario())
+    [received] = server.requests
+    assert received.signed and received.key == batch("ok").key == received.payload["key"]
+    assert received.payload["group"]["incidents"] == ["B1", "B2", "B3"]
+    assert [a["event_id"] for a in received.payload["alerts"]] == list(batch("ok").alert_ids)
+    [message] = smtp_server.mailbox.messages
+    assert message[IDEMPOTENCY_HEADER] == batch("mail").key
+    assert "3 incidents, 9 calls" in message["Subject"]
+    assert "One fault: 3 incidents, 9 calls under incident B1" in message.get_content()
+    for outcomes, receiver in ((hooked, "ok"), (mailed, "mail")):
+        assert [(d.key, d.status, d.notification) for _, d in outcomes] == [
+            (f"{a['event_id']}/{receiver}", "delivered", batch(receiver).key)
+            for a in (*alerts, rolled)
+        ]

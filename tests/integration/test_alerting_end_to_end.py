@@ -1,9 +1,12 @@
 """Alerts from a real worker to real receivers: a webhook server and an SMTP server on loopback.
 
 The worker's rules make the acknowledgement timers run in seconds; its own timer sends the
-ticks that fire them, as in production (no test sleeps for minutes).
+ticks that fire them, as in production (no test sleeps for minutes). Its notifications are
+grouped with a wait of one second; a second worker on a network of its own runs a heat-source
+storm through the default wait.
 """
 
+import asyncio
 import json
 import os
 import signal
@@ -24,6 +27,7 @@ from aiosmtpd.controller import Controller
 
 from alerting.notify import verify
 from streams.broker import EmbeddedBroker, free_port
+from streams.follow import TopicFollower
 from tests.integration.conftest import Worker, http, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -59,11 +63,18 @@ class Hooks:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def alerts(self, incident: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every alert about `incident` the notifications so far covered, in order."""
         return [
-            n["alert"]
+            a
             for n in self.received
-            if n["alert"]["incident_id"] == incident
-            and (kind is None or n["alert"]["kind"] == kind)
+            for a in n.get("alerts") or [n["alert"]]
+            if a["incident_id"] == incident and (kind is None or a["kind"] == kind)
+        ]
+
+    def covering(self, alert_ids: set[str]) -> list[dict[str, Any]]:
+        """The notifications that covered any of `alert_ids`."""
+        return [
+            n for n in self.received if alert_ids & {a["event_id"] for a in n.get("alerts", [])}
         ]
 
 
@@ -101,6 +112,8 @@ def alerting_worker(
     config = folder / "alerting.toml"
     config.write_text(f"""
 public_url = "http://127.0.0.1:1"
+group_wait_seconds = 1
+group_interval_seconds = 3
 [receivers.lead]
 webhook = {{ url = "http://127.0.0.1:{hooks.port}/hook", secret = "{SECRET}" }}
 [receivers.supervisor]
@@ -136,7 +149,7 @@ receiver = "broken"
 [[silences]]
 starts = "2020-01-01T00:00:00+00:00"
 ends = "{silence_ends.isoformat()}"
-matchers = {{ area = "FDR-3" }}
+matchers = {{ device_id = "B-FDR3-T1-F1-1" }}
 comment = "test window"
 created_by = "tests"
 """)
@@ -190,11 +203,11 @@ def open_incident(worker: Worker, building: str, utility: str = "power") -> str:
     return str(found["incident"]["incident_id"])
 
 
-# First: its silence window closes 25 s after the worker starts.
 def test_a_silence_suppresses_and_its_end_resumes(
     alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
 ) -> None:
-    """Alerts in area FDR-3 are recorded as silenced until the window ends, then delivered."""
+    """A configured silence (this building, until 25 s after the worker started) records its
+    alerts as silenced; after the window the next change is delivered."""
     worker, _, env = alerting_worker
     hooks, _, _ = receivers
     incident = open_incident(worker, "P-FDR3-T1-F1-B1")
@@ -215,14 +228,12 @@ def test_a_silence_suppresses_and_its_end_resumes(
     wait_for(lambda: hooks.alerts(incident, "incident_restored"), timeout=20)
 
 
-# After the first test: the configured FDR-3 window is over by then.
 def test_a_shift_lead_silences_an_area_at_run_time_and_ends_it(
     alerting_worker: tuple[Worker, Path, dict[str, str]], receivers: tuple[Hooks, Mailbox, int]
 ) -> None:
     """POST /v1/silences mutes matching alerts, named after the lead; DELETE ends it."""
-    worker, _, env = alerting_worker
+    worker, _, _ = alerting_worker
     hooks, _, _ = receivers
-    assert datetime.now(UTC) > datetime.fromisoformat(env["SILENCE_ENDS"])
     lead = worker.person("lead.sam", "shift_lead")
     ends = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     body = {"matchers": {"area": "FDR-3"}, "ends": ends, "comment": "crew on site"}
@@ -429,3 +440,153 @@ def test_a_worker_killed_before_the_timer_fires_still_fires_it_once(
         assert len(hooks.alerts(incident, "incident_opened")) == 1
     finally:
         restarted.stop()
+
+
+# -- grouping: a heat-source storm on a network of its own, with the default wait ------------
+
+STORM_BUILDINGS = 50
+
+
+def storm_network(path: Path) -> None:
+    """HS-T feeds 50 buildings of two flats; HS-U feeds two buildings of two flats."""
+    rows = ["id,kind,parent,utility,customers,address,lat,lon"]
+    for source, buildings in (("HS-T", STORM_BUILDINGS), ("HS-U", 2)):
+        rows.append(f"{source},heat_source,,heat,0,,52.5,13.4")
+        for b in range(1, buildings + 1):
+            building = f"B-{source}-{b:02}"
+            rows.append(f"{building},building,{source},heat,0,,52.5,13.4")
+            rows += [f"P-{source}-{b:02}-{f},premise,{building},heat,1,,52.5,13.4" for f in (1, 2)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def storm_broker() -> Iterator[EmbeddedBroker]:
+    """A broker of its own: the module's other worker reads every alert of its broker."""
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def storm_worker(
+    storm_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Worker, Hooks]]:
+    """A worker whose heat source takes all 50 buildings' incidents into one at the last call.
+
+    Rules: two flats make a building incident; the heat source needs every building, so the
+    storm opens 49 building incidents, then the 100th call rolls the first up to the source
+    and merges the rest into it. HS-U's two buildings never roll up: separate faults.
+    Grouping: the defaults (10 s wait), and restorations after 2 s (a route of their own).
+    """
+    hooks = Hooks()
+    folder = tmp_path_factory.mktemp("storm")
+    storm_network(folder / "network.csv")
+    (folder / "rules.toml").write_text(
+        "[heat]\nack_within_minutes = 600\n"
+        "levels.building = { min_reporters = 2 }\n"
+        f"levels.heat_source = {{ min_reporters = {2 * STORM_BUILDINGS}, "
+        f"min_children = {STORM_BUILDINGS}, min_child_share = 0, min_customer_share = 0 }}\n"
+    )
+    (folder / "alerting.toml").write_text(f"""
+[receivers.lead]
+webhook = {{ url = "http://127.0.0.1:{hooks.port}/storm", secret = "{SECRET}" }}
+[route]
+receiver = "lead"
+[[route.routes]]
+match = {{ kind = "incident_restored" }}
+group_wait_seconds = 2
+""")
+    worker = start_worker(
+        storm_broker,
+        folder,
+        OUTAGE_TOPOLOGY=json.dumps([str(folder / "network.csv")]),
+        OUTAGE_ALERTING=str(folder / "alerting.toml"),
+        OUTAGE_RULES=str(folder / "rules.toml"),
+        OUTAGE_HASH_KEY="k",
+        OUTAGE_PROJECTIONS="false",
+        OUTAGE_APP_ID=f"storm-{uuid.uuid4().hex[:6]}",
+    )
+    yield worker, hooks
+    worker.stop()
+    hooks.server.shutdown()
+
+
+def raised(broker: EmbeddedBroker, domain: str, kind: str | None = None) -> set[str]:
+    """Ids of the alerts on the `alerts` topic for `domain` (of `kind`), as the broker has them."""
+
+    async def read() -> list[Any]:
+        follower = TopicFollower(broker.bootstrap, "alerts", 1)
+        await follower.start()
+        try:
+            return await follower.read_to_now()
+        finally:
+            await follower.stop()
+
+    bodies = [json.loads(r.value) for r in asyncio.run(read())]
+    return {
+        b["event_id"]
+        for b in bodies
+        if b["domain"] == domain and (kind is None or b["kind"] == kind)
+    }
+
+
+def covered(hooks: Hooks, alert_ids: set[str]) -> list[dict[str, Any]]:
+    """The notifications covering `alert_ids`, once every one of them is covered."""
+    notes = hooks.covering(alert_ids)
+    return notes if {a["event_id"] for n in notes for a in n["alerts"]} >= alert_ids else []
+
+
+def test_a_heat_source_storm_is_one_notification_for_the_survivor(
+    storm_broker: EmbeddedBroker, storm_worker: tuple[Worker, Hooks]
+) -> None:
+    """49 building incidents opened and merged into one within the wait: one notification
+    naming the survivor, its incidents and calls; its restoration is one more."""
+    worker, hooks = storm_worker
+    for b in range(1, STORM_BUILDINGS + 1):
+        for flat in (1, 2):
+            assert worker.post("/v1/calls", call(f"P-HS-T-{b:02}-{flat}", "heat"))[0] == 202
+    lookup = f"/v1/outages?premise=P-HS-T-{STORM_BUILDINGS:02}-1"
+    found = wait_for(
+        lambda: (
+            (a := worker.get(lookup)[1])["status"] == "known_fault"
+            and a["incident"]["device_id"] == "HS-T"
+            and a
+        )
+    )
+    survivor = found["incident"]["incident_id"]
+    # 49 opened, 1 rolled up: on the topic before the merge the lookup saw.
+    storm = wait_for(lambda: (ids := raised(storm_broker, "HS-T")) and len(ids) == 50 and ids)
+
+    [page] = wait_for(lambda: covered(hooks, storm), timeout=40)
+    assert page["group"]["incident_id"] == survivor == page["alert"]["incident_id"]
+    assert len(page["group"]["incidents"]) == STORM_BUILDINGS - 1
+    assert page["group"]["calls"] == 2 * STORM_BUILDINGS and not page["group"]["update"]
+    assert f"HS-T, {STORM_BUILDINGS - 1} incidents, {2 * STORM_BUILDINGS} calls" in page["subject"]
+    assert {a["event_id"] for a in page["alerts"]} == storm
+
+    assert worker.post(f"/v1/incidents/{survivor}/resolve", {})[0] == 202
+    # The survivor and each incident merged into it.
+    restored = wait_for(
+        lambda: (
+            (ids := raised(storm_broker, "HS-T", "incident_restored"))
+            and len(ids) == STORM_BUILDINGS - 1
+            and ids
+        )
+    )
+    [over] = wait_for(lambda: covered(hooks, restored), timeout=20)
+    assert over["group"]["incident_id"] == survivor and over["alert"]["kind"] == "incident_restored"
+    assert over["group"]["update"] and len(hooks.covering(storm | restored)) == 2
+
+
+def test_two_separate_faults_are_two_notifications(
+    storm_broker: EmbeddedBroker, storm_worker: tuple[Worker, Hooks]
+) -> None:
+    """Two building faults that never merge page separately, one notification each."""
+    worker, hooks = storm_worker
+    for b in (1, 2):
+        for flat in (1, 2):
+            assert worker.post("/v1/calls", call(f"P-HS-U-{b:02}-{flat}", "heat"))[0] == 202
+    faults = wait_for(lambda: (ids := raised(storm_broker, "HS-U")) and len(ids) == 2 and ids)
+    pages = wait_for(lambda: covered(hooks, faults), timeout=40)
+    assert len(pages) == 2
+    assert sorted(len(p["alerts"]) for p in pages) == [1, 1]
+    assert len({p["alert"]["incident_id"] for p in pages}) == 2

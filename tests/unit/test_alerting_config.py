@@ -26,6 +26,7 @@ def test_defaults_send_everything_to_the_log() -> None:
     assert config.receivers["log"].log
     assert config.route.receiver == "log"
     assert config.silences == [] and config.roster.shifts == [] and config.smtp is None
+    assert (config.group_wait_seconds, config.group_interval_seconds) == (10, 300)
 
 
 def test_example_file_loads() -> None:
@@ -38,6 +39,9 @@ def test_example_file_loads() -> None:
     assert config.smtp is not None and config.smtp.password is not None
     assert isinstance(config.silences[0], RecurringSilence)
     assert config.silences[0].weekdays == ["sun"]
+    assert (config.group_wait_seconds, config.group_interval_seconds) == (10, 300)
+    assert config.group_wait_max_seconds == 60
+    assert any(r.group_wait_seconds is not None for r in config.route.routes)
     # Secrets stay out of reprs and logs.
     assert "change-me" not in repr(config)
 
@@ -190,6 +194,12 @@ SHIFT = {
             "silences.0.comment: Field required",
         ),
         ({"delivery": {"retries": -1}}, "delivery.retries:"),
+        ({"group_wait_seconds": -1}, "group_wait_seconds:"),
+        ({"group_interval_seconds": 0}, "group_interval_seconds:"),
+        (
+            {"route": {"receiver": "log", "routes": [{"group_wait_seconds": 7200}]}},
+            "route.routes.0.group_wait_seconds:",
+        ),
         ({"smtp": {"host": "mail", "sender": "x@y", "port": 0}}, "smtp.port:"),
     ],
 )

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from alerting.config import AlertingConfig
+from alerting.group import Batch
 from alerting.notify import (
+    LISTED_ALERTS,
     Channel,
     DeliveryError,
     DeliveryPolicy,
@@ -17,6 +19,7 @@ from alerting.notify import (
     Notification,
     deliver,
     render,
+    render_batch,
     sign,
     verify,
 )
@@ -207,3 +210,99 @@ def test_dispatch_default_links_point_at_the_incident() -> None:
     subject = dispatcher({"ops": [channel]}, public_url="https://outages.example.org/")
     asyncio.run(subject.dispatch(ALERT, NOW))
     assert channel.sent[0].links == {"incident": "https://outages.example.org/v1/incidents/inc-7"}
+
+
+def heat_storm(buildings: int = 50) -> Batch:
+    """What a heat-source storm's group holds: every building opened, then the roll-up."""
+    opened = tuple(
+        ALERT
+        | {
+            "event_id": f"alert/B{n}/opened",
+            "incident_id": f"B{n}",
+            "kind": "incident_opened",
+            "severity": "info",
+            "utility": "heat",
+            "device_id": f"B-{n}",
+        }
+        for n in range(1, buildings + 1)
+    )
+    rolled = ALERT | {
+        "event_id": "alert/B1/rolled_up",
+        "incident_id": "B1",
+        "utility": "heat",
+        "device_id": "HS-1",
+        "summary": "rolled up from B-1 to heat_source HS-1",
+        "area": "HS-1",
+    }
+    incidents = tuple(f"B{n}" for n in range(1, buildings + 1))
+    return Batch("ops", "B1", (*opened, rolled), incidents, update=False)
+
+
+def test_a_group_reads_as_one_fault_with_its_size() -> None:
+    """The survivor's latest state leads; buildings, calls and every alert are in the page."""
+    batch = heat_storm()
+    note = render_batch(batch, {"incident": "https://x/v1/incidents/B1"}, calls=100)
+    assert note.key == batch.key and note.alert["event_id"] == "alert/B1/rolled_up"
+    assert note.subject == (
+        "[CRITICAL] heat incident escalated in HS-1: HS-1, 50 incidents, 100 calls"
+    )
+    for text in ("One fault: 50 incidents, 100 calls under incident B1 at HS-1", "Calls:"):
+        assert text in note.text
+    assert note.text.count("incident opened B") == LISTED_ALERTS
+    assert f"and {51 - LISTED_ALERTS} more" in note.text
+    payload = note.payload()
+    assert [a["event_id"] for a in payload["alerts"]] == list(batch.alert_ids)
+    assert payload["group"] == {
+        "incident_id": "B1",
+        "incidents": list(batch.incidents),
+        "calls": 100,
+        "update": False,
+    }
+
+
+def test_a_group_of_one_reads_as_its_alert() -> None:
+    """A batch of one alert is rendered exactly as the alert alone, under the alert's key."""
+    one = Batch("ops", "inc-7", (ALERT,), ("inc-7",), update=False)
+    note, alone = render_batch(one), render(ALERT, "ops")
+    assert (note.key, note.subject, note.text) == (alone.key, alone.subject, alone.text)
+    assert [a["event_id"] for a in note.payload()["alerts"]] == ["alert-1"]
+
+
+def test_notify_sends_one_message_and_records_every_alert() -> None:
+    """A group is one message per channel and one record per alert, carrying its key."""
+    channel = Scripted(name="webhook")
+    subject = dispatcher({"ops": [channel]})
+    batch = heat_storm(3)
+    outcomes = asyncio.run(subject.notify(batch, NOW, calls=6))
+    assert len(channel.sent) == 1 and channel.sent[0].key == batch.key
+    assert [(a["event_id"], d.key, d.status) for a, d in outcomes] == [
+        (alert_id, f"{alert_id}/ops", "delivered") for alert_id in batch.alert_ids
+    ]
+    assert {d.notification for _, d in outcomes} == {batch.key}
+    assert asyncio.run(subject.notify(batch, NOW)) == []  # every alert delivered already
+    assert len(channel.sent) == 1
+
+
+def test_notify_leaves_silenced_alerts_out_and_records_them() -> None:
+    """Alerts a silence covers at `now` get "silenced" records; the rest still go out."""
+    channel = Scripted(name="webhook")
+    silence = {
+        "weekdays": ["mon"],
+        "start": "09:00",
+        "end": "11:00",
+        "matchers": {"device_id": "B-2"},
+        "comment": "crew on site",
+    }
+    subject = dispatcher({"ops": [channel]}, silences=[silence])
+    outcomes = asyncio.run(subject.notify(heat_storm(3), NOW))
+    statuses = {a["event_id"]: d.status for a, d in outcomes}
+    assert statuses.pop("alert/B2/opened") == "silenced"
+    assert set(statuses.values()) == {"delivered"} and len(statuses) == 3
+    assert [a["event_id"] for a in channel.sent[0].covers] == list(statuses)
+
+
+def test_notify_failure_is_recorded_for_every_alert() -> None:
+    """A channel that fails gives each alert of the group a "failed" record."""
+    subject = dispatcher({"ops": [Scripted(*(OSError("down"),) * 4, name="webhook")]})
+    outcomes = asyncio.run(subject.notify(heat_storm(2), NOW))
+    assert [d.status for _, d in outcomes] == ["failed"] * 3

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from alerting.config import AlertingConfig
-from alerting.route import receivers_for
+from alerting.group import Timing
+from alerting.route import receivers_for, targets_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = datetime(2024, 5, 6, 10, 0, tzinfo=BERLIN)
@@ -160,3 +161,51 @@ def test_receivers_are_not_repeated() -> None:
 def test_default_config_routes_everything_to_the_log() -> None:
     """With no configuration every alert goes to the log receiver."""
     assert receivers_for(alert(severity="critical"), AlertingConfig.load(), DAY) == ["log"]
+
+
+GROUPED = AlertingConfig.parse(
+    {
+        "receivers": {name: {"log": True} for name in ("ops", "pager", "desk")},
+        "group_wait_seconds": 30,
+        "group_interval_seconds": 600,
+        "route": {
+            "receiver": "ops",
+            "routes": [
+                {
+                    "match": {"utility": "heat"},
+                    "receiver": "pager",
+                    "group_wait_seconds": 5,
+                    "group_wait_max_seconds": 5,
+                    "continue": True,
+                    "routes": [{"match": {"kind": "incident_restored"}, "receiver": "desk"}],
+                },
+                {"match": {"utility": "heat"}, "receiver": "desk", "group_interval_seconds": 60},
+            ],
+        },
+    }
+)
+
+
+def timing(wait: float, interval: float, wait_max: float = 60) -> Timing:
+    return Timing(
+        wait=timedelta(seconds=wait),
+        interval=timedelta(seconds=interval),
+        wait_max=timedelta(seconds=wait_max),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # The file's defaults.
+        ({}, [("ops", timing(30, 600))]),
+        # A route's own wait; its child inherits it; a receiver named twice keeps the first.
+        ({"utility": "heat"}, [("pager", timing(5, 600, 5)), ("desk", timing(30, 60))]),
+        ({"utility": "heat", "kind": "incident_restored"}, [("desk", timing(5, 600, 5))]),
+    ],
+)
+def test_grouping_is_inherited_down_the_routes(
+    fields: dict[str, Any], expected: list[tuple[str, Timing]]
+) -> None:
+    """group_wait/interval/wait_max: the file's defaults, overridden per route, inherited."""
+    assert targets_for(alert(**fields), GROUPED, DAY) == expected
