@@ -350,10 +350,28 @@
       return false;
     }
     alerts = result.ok && result.data
-      ? { items: (result.data.notifications || []).slice(-20).reverse() }
+      ? { items: onePerMessage(result.data.notifications || []).slice(0, 20) }
       : { error: result.error };
     drawAlerts();
     return true;
+  }
+
+  /** Newest first, one line per message sent: a grouped page keeps a record per alert it
+   * carried (all with its `notification` key), shown once with how many it covered. */
+  function onePerMessage(records) {
+    const lines = [];
+    const byMessage = new Map();
+    for (const n of records.slice().reverse()) {
+      const message = n.notification ? `${n.notification}|${n.channel || ''}|${n.status}` : null;
+      if (message && byMessage.has(message)) {
+        byMessage.get(message).covers += 1;
+        continue;
+      }
+      const line = { ...n, covers: 1 };
+      if (message) byMessage.set(message, line);
+      lines.push(line);
+    }
+    return lines;
   }
 
   function drawAlerts() {
@@ -377,6 +395,7 @@
           el('span', { class: 'meta' }, t('alert_line', { status, receiver: n.receiver || '', channel: n.channel || '' })),
         );
         if (n.delivered_at) item.prepend(el('time', { datetime: n.delivered_at }, time(n.delivered_at)));
+        if (n.covers > 1) item.append(el('span', { class: 'meta' }, t('alert_covers', { n: n.covers })));
         if (n.last_error) item.append(el('span', { class: 'meta' }, n.last_error));
         return item;
       }),

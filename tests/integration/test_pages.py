@@ -7,6 +7,7 @@ SCREENSHOT_DIR to keep screenshots of both pages (the README's are made that way
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,3 +159,24 @@ def test_an_agent_may_not_open_the_board_and_pages_need_a_login(
     agent = logged_in(browser, site, "agent.mei")
     response = agent.goto(site.base + "/board")
     assert response is not None and response.status == 403
+
+
+def test_a_grouped_page_is_one_line_on_the_boards_alert_list(
+    site: Worker, browser: Browser
+) -> None:
+    """Two buildings of one substation roll up into one incident: the one message sent for
+    their alerts is one line on the board, saying how many alerts it carried."""
+    for building in (1, 2):
+        for flat in range(1, 6):
+            assert site.post("/v1/calls", call(f"P-HSUB1-B{building}-{flat:02}"))[0] == 202
+
+    def grouped() -> str | None:
+        records = site.get("/v1/notifications")[1]["notifications"]
+        carried = Counter(r["notification"] for r in records if r.get("notification"))
+        return next((key for key, alerts in carried.items() if alerts > 1), None)
+
+    wait_for(grouped, timeout=120)
+    page = logged_in(browser, site, "lead.tom")
+    page.goto(site.base + "/board")
+    line = page.locator("#alerts li", has_text="one message for")
+    expect(line.first).to_be_visible(timeout=15_000)
