@@ -100,6 +100,27 @@ def admit(event: Any, accepted_at: datetime, bounds: TimeBounds, *, history: boo
         check_phone(event.caller)
 
 
+def admit_new(
+    event: Any,
+    accepted_at: datetime,
+    bounds: TimeBounds,
+    recent: RecentIds,
+    *,
+    history: bool = False,
+) -> str:
+    """`admit`, then refuse an id `recent` took with other content; the event's content digest,
+    to `recent.remember` once the event is taken (the edge and the worker alike)."""
+    admit(event, accepted_at, bounds, history=history)
+    digest = content_digest(event)
+    if recent.conflicts(event.event_id, digest):
+        raise Refused(
+            "event_id",
+            f"event_id {event.event_id!r} was accepted before with other content: "
+            "give each event its own id (a resend must repeat the event unchanged)",
+        )
+    return digest
+
+
 def check_phone(caller: str) -> None:
     """A phone number as people write it: digits, spaces, + ( ) . / -, and 3 to 20 digits."""
     count = sum(ch.isdigit() for ch in caller)

@@ -43,7 +43,7 @@ from aiokafka.partitioner import murmur2
 
 from access.store import AccessStore
 from alerting.config import AlertingConfig, OneOffSilence
-from correlators.admission import RecentIds, Refused, TimeBounds, admit, content_digest
+from correlators.admission import RecentIds, Refused, TimeBounds, admit_new
 from correlators.correlator import Correlator
 from correlators.routing import Unroutable, route
 from correlators.state import DomainState
@@ -512,12 +512,7 @@ async def ingest(
     """
     try:
         event = accepted(decode_inbound(payload or b""), received_at)
-        admit(event, event.recorded_at, service.time_bounds)
-        digest = content_digest(event)
-        if service.recent_ids.conflicts(event.event_id, digest):
-            raise Refused(
-                "event_id", f"event_id {event.event_id!r} was used before for other content"
-            )
+        digest = admit_new(event, event.recorded_at, service.time_bounds, service.recent_ids)
         if event.type in ACTION_TYPES:
             # An action names an incident: after a restart, wait until the book knows them all.
             while not service.book_caught_up:

@@ -36,7 +36,7 @@ from aiohttp import web
 
 from access.roles import Permission
 from alerting.ack_link import refusal
-from correlators.admission import Refused, admit, content_digest
+from correlators.admission import Refused, admit_new
 from correlators.routing import Unroutable, route
 from events.codec import EventRejected, decode_inbound
 from projections.chart import calls_per_hour_png
@@ -130,13 +130,13 @@ def register(service: Service, api: Api) -> None:
         if event.type not in ENDPOINT_TYPES[endpoint]:
             expected = " or ".join(sorted(ENDPOINT_TYPES[endpoint]))
             raise Rejected(400, f"/v1/{endpoint} takes {expected}, not {event.type}")
-        event = admitted(call, event)
+        event, digest = admitted(call, event)
         try:
             routed = route(topology, event)
         except Unroutable as error:
             raise Rejected(422, error.reason, suggestions=error.suggestions) from None
         await service.publish_inbound(event, key=routed[0].domain)
-        service.recent_ids.remember(event.event_id, content_digest(event))
+        service.recent_ids.remember(event.event_id, digest)
         first = routed[0]
         return web.json_response(
             {
@@ -149,22 +149,16 @@ def register(service: Service, api: Api) -> None:
             status=202,
         )
 
-    def admitted(call: Call, event: Any, *, history: bool = False) -> Any:
-        """The event stamped as accepted now by this caller, once its times can be placed
-        (correlators/admission.py) and its id is not taken by other content."""
+    def admitted(call: Call, event: Any, *, history: bool = False) -> tuple[Any, str]:
+        """The event stamped as accepted now by this caller, once its times can be placed and
+        its id is not taken by other content (correlators/admission.py), and its digest."""
         now = datetime.now(UTC)
         try:
-            admit(event, now, service.time_bounds, history=history)
+            digest = admit_new(event, now, service.time_bounds, service.recent_ids, history=history)
         except Refused as refusal:
-            raise Rejected(400, refusal.reason, field=refusal.field) from None
-        if service.recent_ids.conflicts(event.event_id, content_digest(event)):
-            raise Rejected(
-                409,
-                f"event_id {event.event_id!r} was accepted before with other content: "
-                "give each event its own id (a resend must repeat the event unchanged)",
-                field="event_id",
-            )
-        return event.model_copy(update={"recorded_at": now, "recorded_by": call.by})
+            status = 409 if refusal.field == "event_id" else 400
+            raise Rejected(status, refusal.reason, field=refusal.field) from None
+        return event.model_copy(update={"recorded_at": now, "recorded_by": call.by}), digest
 
     @op(
         "POST",
@@ -200,11 +194,12 @@ def register(service: Service, api: Api) -> None:
         if not isinstance(items, list) or not 1 <= len(items) <= 500:
             raise Rejected(400, "events must be a list of 1 to 500 call_reported events")
         taken: list[tuple[Any, str]] = []
+        digests: list[str] = []
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, dict):
                     raise EventRejected("an event must be a JSON object")
-                event = admitted(call, decode_inbound(item), history=True)
+                event, digest = admitted(call, decode_inbound(item), history=True)
                 domain = route(topology, event)[0].domain
             except EventRejected as error:
                 raise Rejected(400, f"events[{index}]: {error.reason}", index=index) from None
@@ -215,9 +210,10 @@ def register(service: Service, api: Api) -> None:
                 rejection.extra["index"] = index
                 raise
             taken.append((event, domain))
+            digests.append(digest)
         await service.publish_history(taken)
-        for event, _ in taken:
-            service.recent_ids.remember(event.event_id, content_digest(event))
+        for (event, _), digest in zip(taken, digests, strict=True):
+            service.recent_ids.remember(event.event_id, digest)
         return web.json_response(
             {"status": "accepted", "event_ids": [e.event_id for e, _ in taken]}, status=202
         )
